@@ -1,0 +1,254 @@
+package folder
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"tandem/internal/blocks"
+	"tandem/internal/identity"
+	"tandem/internal/index"
+	"tandem/internal/protocol"
+	"tandem/internal/record"
+)
+
+func (f *Folder) tmpDir() string { return filepath.Join(f.markerPath(), "tmp") }
+
+func (f *Folder) tmpName() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return filepath.Join(f.tmpDir(), "t-"+hex.EncodeToString(b[:]))
+}
+
+// window is how many block requests may be in flight for one file.
+const window = 16
+
+// fetchFile assembles the content of r in a temporary file under
+// .tandem/tmp: each block is copied from a local file that holds it (the
+// old version, a renamed or copied file) or requested from a peer, and
+// verified against its hash. The file is fsynced before it is returned.
+func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []identity.ID) (string, error) {
+	if err := os.MkdirAll(f.tmpDir(), 0o700); err != nil {
+		return "", err
+	}
+	name := f.tmpName()
+	out, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("create temporary file: %w", err)
+	}
+	ok := false
+	defer func() {
+		out.Close()
+		if !ok {
+			os.Remove(name)
+		}
+	}()
+	if err := out.Truncate(r.Size); err != nil {
+		return "", fmt.Errorf("size temporary file: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, window)
+		next     int
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+			cancel()
+		}
+		mu.Unlock()
+	}
+	var off int64
+	for i, b := range r.Blocks {
+		at := off
+		off += int64(b.Size)
+		if data := f.localBlock(b); data != nil {
+			if _, err := out.WriteAt(data, at); err != nil {
+				return "", fmt.Errorf("write temporary file: %w", err)
+			}
+			f.stMu.Lock()
+			f.stats.BytesReused += uint64(b.Size)
+			f.stMu.Unlock()
+			continue
+		}
+		if len(sources) == 0 {
+			return "", fmt.Errorf("%s: no connected peer has this version", r.Path)
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		src := sources[next%len(sources)]
+		next++
+		wg.Go(func() {
+			defer func() { <-sem }()
+			data, err := f.requestBlock(ctx, src, sources, r.Path, at, b)
+			if err != nil {
+				fail(err)
+				return
+			}
+			if _, err := out.WriteAt(data, at); err != nil {
+				fail(fmt.Errorf("write temporary file: %w", err))
+				return
+			}
+			f.stMu.Lock()
+			f.stats.BytesFetched += uint64(len(data))
+			f.stMu.Unlock()
+		})
+		_ = i
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return "", firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	if err := out.Sync(); err != nil {
+		return "", fmt.Errorf("fsync temporary file: %w", err)
+	}
+	ok = true
+	return name, nil
+}
+
+// requestBlock asks src for a block, falling back to the other sources.
+func (f *Folder) requestBlock(ctx context.Context, src identity.ID, sources []identity.ID, path string, at int64, b record.Block) ([]byte, error) {
+	order := append([]identity.ID{src}, sources...)
+	var lastErr error
+	for i, p := range order {
+		if i > 0 && p == src {
+			continue
+		}
+		data, err := f.opt.Peers.Request(ctx, p, &protocol.Request{Folder: f.cfg.ID, Path: path, Offset: at, Size: b.Size, Hash: b.Hash})
+		if err == nil && !blocks.Check(data, b.Hash) {
+			err = fmt.Errorf("block of %s at %d from %s does not match its hash", path, at, p.Short())
+		}
+		if err == nil {
+			return data, nil
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	return nil, lastErr
+}
+
+// localBlock returns the block's bytes if a local file holds it.
+func (f *Folder) localBlock(b record.Block) []byte {
+	var locs []index.BlockLoc
+	_ = f.idx.View(func(tx *index.Tx) error {
+		locs = tx.FindBlock(b.Hash, 4)
+		return nil
+	})
+	for _, l := range locs {
+		if l.Size != b.Size {
+			continue
+		}
+		fh, err := f.root.OS().Open(l.Path)
+		if err != nil {
+			continue
+		}
+		buf := make([]byte, l.Size)
+		n, err := fh.ReadAt(buf, l.Offset)
+		fh.Close()
+		if err == nil && n == len(buf) && blocks.Check(buf, b.Hash) {
+			return buf
+		}
+	}
+	return nil
+}
+
+// setMetaAbs sets owner, mode and mtime on a prepared temporary file or
+// link, before it is renamed into place.
+func setMetaAbs(abs string, r *record.Record, withOwner bool) error {
+	if withOwner {
+		if err := os.Lchown(abs, int(r.UID), int(r.GID)); err != nil {
+			return fmt.Errorf("chown: %w", err)
+		}
+	}
+	if r.Type != record.Symlink {
+		if err := os.Chmod(abs, os.FileMode(r.Mode&0o777)|modeBits(r.Mode)); err != nil {
+			return fmt.Errorf("chmod: %w", err)
+		}
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(r.MTime), unix.NsecToTimespec(r.MTime)}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, abs, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("set mtime: %w", err)
+	}
+	return nil
+}
+
+func modeBits(m uint32) os.FileMode {
+	var out os.FileMode
+	if m&0o4000 != 0 {
+		out |= os.ModeSetuid
+	}
+	if m&0o2000 != 0 {
+		out |= os.ModeSetgid
+	}
+	if m&0o1000 != 0 {
+		out |= os.ModeSticky
+	}
+	return out
+}
+
+// recover finishes what a crash interrupted: a remote version renamed into
+// place but not yet committed is committed if the disk holds exactly it;
+// leftover temporary files are removed.
+func (f *Folder) recover() error {
+	var pend []record.Record
+	if err := f.idx.View(func(tx *index.Tx) error {
+		var err error
+		pend, err = tx.Pending()
+		return err
+	}); err != nil {
+		return err
+	}
+	for _, r := range pend {
+		it := item{path: r.Path}
+		st, ok, err := f.root.Lstat(r.Path)
+		match := false
+		switch {
+		case r.Deleted:
+			match = errors.Is(err, os.ErrNotExist)
+		case err == nil && ok && st.Type == r.Type && r.Type == record.File && st.Size == r.Size:
+			bl, size, herr := f.hashFile(r.Path)
+			cur := record.Record{Type: record.File, Size: size, Blocks: bl}
+			match = herr == nil && record.SameContent(&cur, &r)
+		case err == nil && ok && r.Type == record.Symlink && st.Type == record.Symlink:
+			t, _ := f.root.OS().Readlink(r.Path)
+			match = t == r.Target
+		}
+		if match {
+			f.log.Info("completing a transfer interrupted by a crash", "path", r.Path)
+			if err := f.commitApplied(it, r); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := f.idx.Update(func(tx *index.Tx) error { return tx.ClearPending(r.Path) }); err != nil {
+			return err
+		}
+	}
+	entries, _ := os.ReadDir(f.tmpDir())
+	for _, e := range entries {
+		os.Remove(filepath.Join(f.tmpDir(), e.Name()))
+	}
+	return nil
+}

@@ -1,0 +1,319 @@
+// Package folder runs one synced folder on one node: it scans the disk
+// into the index, takes in what peers announce, decides with package
+// reconcile, and applies remote versions atomically (temporary file,
+// fsync, rename). It guards against a missing disk and never applies a
+// remote change over a local edit it has not yet seen.
+package folder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"tandem/internal/config"
+	"tandem/internal/fsutil"
+	"tandem/internal/identity"
+	"tandem/internal/index"
+	"tandem/internal/protocol"
+	"tandem/internal/record"
+)
+
+// Peers is what a folder needs from the network.
+type Peers interface {
+	// Request fetches one block from a connected peer.
+	Request(ctx context.Context, peer identity.ID, req *protocol.Request) ([]byte, error)
+	// Connected reports whether peer is connected now.
+	Connected(peer identity.ID) bool
+}
+
+// Options configure a Folder.
+type Options struct {
+	Config config.Folder
+	Me     identity.ID
+	Index  *index.Folder
+	Peers  Peers
+	Log    *slog.Logger
+	// Changed is called after the local index got new sequence numbers.
+	Changed func()
+	// Now returns the current time; tests may replace it.
+	Now func() time.Time
+}
+
+// Folder is one synced folder.
+type Folder struct {
+	opt       Options
+	cfg       config.Folder
+	me        identity.ID
+	meShort   uint64
+	idx       *index.Folder
+	log       *slog.Logger
+	withOwner bool
+
+	// mu serialises every transition between disk and index: a scan's
+	// commit and an apply's check-rename-commit never interleave.
+	mu   sync.Mutex
+	root *fsutil.Root
+
+	wakePull chan struct{}
+	scanReq  chan scanRequest
+
+	stMu       sync.Mutex
+	state      string
+	lastErr    string
+	itemErrs   map[string]string
+	ready      bool // initial scan done, marker present
+	lastScan   time.Time
+	retryAfter map[string]time.Time
+	stats      Stats
+}
+
+// Stats are cumulative counters for metrics.
+type Stats struct {
+	FilesApplied   uint64
+	BytesFetched   uint64
+	BytesReused    uint64
+	Conflicts      uint64
+	ScansCompleted uint64
+}
+
+type scanRequest struct {
+	paths []string
+	full  bool
+}
+
+// New creates a folder; Run starts it.
+func New(opt Options) *Folder {
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Changed == nil {
+		opt.Changed = func() {}
+	}
+	return &Folder{
+		opt:        opt,
+		cfg:        opt.Config,
+		me:         opt.Me,
+		meShort:    opt.Me.Short64(),
+		idx:        opt.Index,
+		log:        opt.Log.With("folder", opt.Config.ID),
+		withOwner:  os.Geteuid() == 0,
+		wakePull:   make(chan struct{}, 1),
+		scanReq:    make(chan scanRequest, 64),
+		state:      "starting",
+		itemErrs:   map[string]string{},
+		retryAfter: map[string]time.Time{},
+	}
+}
+
+// ID returns the folder ID.
+func (f *Folder) ID() string { return f.cfg.ID }
+
+// Index returns the folder's index.
+func (f *Folder) Index() *index.Folder { return f.idx }
+
+func (f *Folder) markerPath() string { return filepath.Join(f.cfg.Path, record.MarkerDir) }
+
+// ErrMarkerMissing means the folder root or its .tandem marker is missing
+// while the index says the folder had content.
+var ErrMarkerMissing = errors.New("folder marker missing")
+
+// checkRoot verifies the root and its marker. A folder that never held
+// anything gets its marker created; one that did must still have it.
+func (f *Folder) checkRoot() error {
+	fi, err := os.Stat(f.cfg.Path)
+	if err != nil {
+		return fmt.Errorf("folder %q: root %s is not accessible: %w; is the disk mounted?", f.cfg.ID, f.cfg.Path, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("folder %q: root %s is not a directory", f.cfg.ID, f.cfg.Path)
+	}
+	if mfi, err := os.Lstat(f.markerPath()); err == nil && mfi.IsDir() {
+		return nil
+	}
+	var live int
+	if err := f.idx.View(func(tx *index.Tx) error {
+		var err error
+		_, live, err = tx.Count()
+		return err
+	}); err != nil {
+		return err
+	}
+	if live > 0 {
+		return fmt.Errorf("folder %q: marker %s is missing but the index holds %d entries; refusing to sync (a disk that is not mounted would look like everything was deleted). If the folder really is meant to be empty now, create the marker with `mkdir %s` and tandem will propagate the deletions: %w",
+			f.cfg.ID, f.markerPath(), live, f.markerPath(), ErrMarkerMissing)
+	}
+	if err := os.MkdirAll(filepath.Join(f.markerPath(), "tmp"), 0o700); err != nil {
+		return fmt.Errorf("folder %q: create marker: %w", f.cfg.ID, err)
+	}
+	return nil
+}
+
+func (f *Folder) setState(state string, err error) {
+	f.stMu.Lock()
+	defer f.stMu.Unlock()
+	f.state = state
+	if err != nil {
+		f.lastErr = err.Error()
+	} else if state != "error" {
+		f.lastErr = ""
+	}
+}
+
+func (f *Folder) setItemErr(path string, err error) {
+	f.stMu.Lock()
+	defer f.stMu.Unlock()
+	if err == nil {
+		delete(f.itemErrs, path)
+		delete(f.retryAfter, path)
+		return
+	}
+	f.itemErrs[path] = err.Error()
+}
+
+// Status is a snapshot for `tandem status`.
+type Status struct {
+	ID        string            `json:"id"`
+	Path      string            `json:"path"`
+	State     string            `json:"state"`
+	Error     string            `json:"error,omitempty"`
+	Files     int               `json:"files"`
+	Needed    int               `json:"needed"`
+	Sequence  uint64            `json:"sequence"`
+	ItemError map[string]string `json:"item_errors,omitempty"`
+	LastScan  time.Time         `json:"last_scan,omitzero"`
+	Stats     Stats             `json:"stats"`
+}
+
+// Status returns the folder's current status.
+func (f *Folder) Status() Status {
+	s := Status{ID: f.cfg.ID, Path: f.cfg.Path}
+	_ = f.idx.View(func(tx *index.Tx) error {
+		_, s.Files, _ = tx.Count()
+		s.Needed = tx.NeedCount()
+		s.Sequence = tx.MaxSeq()
+		return nil
+	})
+	f.stMu.Lock()
+	defer f.stMu.Unlock()
+	s.State, s.Error, s.LastScan, s.Stats = f.state, f.lastErr, f.lastScan, f.stats
+	if s.State == "idle" && s.Needed > 0 {
+		s.State = "syncing"
+	}
+	if len(f.itemErrs) > 0 {
+		s.ItemError = map[string]string{}
+		for k, v := range f.itemErrs {
+			s.ItemError[k] = v
+		}
+	}
+	return s
+}
+
+// Run runs the folder until ctx ends. It retries start-up (missing disk,
+// missing marker) every few seconds, reporting the error in its status.
+func (f *Folder) Run(ctx context.Context) error {
+	for {
+		err := f.checkRoot()
+		if err == nil {
+			break
+		}
+		f.setState("error", err)
+		f.log.Error("folder stopped", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Second):
+		}
+	}
+	root, err := fsutil.Open(f.cfg.Path)
+	if err != nil {
+		f.setState("error", err)
+		return fmt.Errorf("folder %q: %w", f.cfg.ID, err)
+	}
+	f.root = root
+	defer root.Close()
+	if err := f.recover(); err != nil {
+		f.log.Warn("recovering interrupted transfers", "err", err)
+	}
+	f.setState("scanning", nil)
+	if err := f.fullScan(ctx); err != nil {
+		f.setState("error", err)
+		f.log.Error("initial scan failed", "err", err)
+	} else {
+		f.setState("idle", nil)
+	}
+	f.stMu.Lock()
+	f.ready = true
+	f.stMu.Unlock()
+	f.Wake()
+
+	var wg sync.WaitGroup
+	wg.Go(func() { f.watchLoop(ctx) })
+	wg.Go(func() { f.pullLoop(ctx) })
+	f.scanLoop(ctx)
+	wg.Wait()
+	return nil
+}
+
+// Wake asks the puller to look at the work list.
+func (f *Folder) Wake() {
+	select {
+	case f.wakePull <- struct{}{}:
+	default:
+	}
+}
+
+// requestScan queues a scan; full scans are coalesced by the loop.
+func (f *Folder) requestScan(paths []string, full bool) {
+	select {
+	case f.scanReq <- scanRequest{paths: paths, full: full}:
+	default:
+		// The queue is full: a full scan covers everything that was asked.
+		go func() { f.scanReq <- scanRequest{full: true} }()
+	}
+}
+
+func (f *Folder) scanLoop(ctx context.Context) {
+	rescan := time.NewTicker(f.cfg.Rescan)
+	defer rescan.Stop()
+	for {
+		var req scanRequest
+		select {
+		case <-ctx.Done():
+			return
+		case <-rescan.C:
+			req.full = true
+		case req = <-f.scanReq:
+		}
+		// Drain what queued up meanwhile into one pass.
+	drain:
+		for {
+			select {
+			case r := <-f.scanReq:
+				req.full = req.full || r.full
+				req.paths = append(req.paths, r.paths...)
+			default:
+				break drain
+			}
+		}
+		var err error
+		if req.full {
+			err = f.fullScan(ctx)
+		} else {
+			err = f.scanPaths(ctx, req.paths)
+		}
+		if err != nil {
+			f.setState("error", err)
+			f.log.Error("scan failed", "err", err)
+			if errors.Is(err, ErrMarkerMissing) {
+				continue
+			}
+		} else if f.Status().State == "error" {
+			f.setState("idle", nil)
+		}
+	}
+}

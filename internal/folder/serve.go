@@ -1,0 +1,46 @@
+package folder
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"tandem/internal/blocks"
+	"tandem/internal/protocol"
+	"tandem/internal/record"
+)
+
+// ErrChanged is returned when a requested block is no longer in the file.
+var ErrChanged = errors.New("file changed since it was announced")
+
+// ServeBlock reads a block a peer requested. The name is validated and
+// read through the confined root; the data must still match the hash.
+func (f *Folder) ServeBlock(req *protocol.Request) ([]byte, error) {
+	if f.root == nil {
+		return nil, fmt.Errorf("folder %q is not running", f.cfg.ID)
+	}
+	if err := record.ValidName(req.Path); err != nil {
+		return nil, err
+	}
+	if req.Size == 0 || req.Size > blocks.MaxSize || req.Offset < 0 {
+		return nil, fmt.Errorf("invalid block request %s at %d size %d", req.Path, req.Offset, req.Size)
+	}
+	if err := f.root.CheckParents(req.Path); err != nil {
+		return nil, err
+	}
+	fh, err := f.root.OS().Open(req.Path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	buf := make([]byte, req.Size)
+	if _, err := fh.ReadAt(buf, req.Offset); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	} else if errors.Is(err, io.EOF) {
+		return nil, ErrChanged
+	}
+	if !blocks.Check(buf, req.Hash) {
+		return nil, ErrChanged
+	}
+	return buf, nil
+}

@@ -1,0 +1,500 @@
+// Package index is tandem's persistent, crash-safe state: for each folder,
+// the local record of every path (with its version vector and a local
+// sequence number), what each peer has announced, which paths need work,
+// and where each content block can be found locally. It is a bbolt
+// database; every change is one durable transaction.
+package index
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+	bolt "go.etcd.io/bbolt"
+
+	"tandem/internal/record"
+)
+
+// Bucket layout, per folder bucket "f/<folder id>":
+//
+//	files   path -> local record
+//	seq     seq (8 bytes BE) -> path
+//	need    path -> ""                  remote versions not yet dealt with
+//	pending path -> record              a remote version being put in place
+//	blocks  hash(32) path -> offset(8) size(4)
+//	meta    "seq", "indexid"
+//	peers/<peer id>/files  path -> the peer's record
+//	peers/<peer id>/meta   "indexid", "seq"
+var (
+	bFiles   = []byte("files")
+	bSeq     = []byte("seq")
+	bNeed    = []byte("need")
+	bPending = []byte("pending")
+	bBlocks  = []byte("blocks")
+	bMeta    = []byte("meta")
+	bPeers   = []byte("peers")
+	kSeq     = []byte("seq")
+	kIndexID = []byte("indexid")
+)
+
+// DB is the index of all folders of one node.
+type DB struct {
+	bolt *bolt.DB
+}
+
+// Open opens (or creates) the index at path. It fails fast if another
+// process holds it.
+func Open(path string) (*DB, error) {
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("index %s is locked: is another tandem running with this --home?", path)
+		}
+		return nil, fmt.Errorf("open index %s: %w", path, err)
+	}
+	return &DB{bolt: b}, nil
+}
+
+// Close closes the database.
+func (db *DB) Close() error { return db.bolt.Close() }
+
+// Folder returns the index of one folder, creating its buckets.
+func (db *DB) Folder(id string) (*Folder, error) {
+	f := &Folder{db: db, name: []byte("f/" + id)}
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		root, err := tx.CreateBucketIfNotExists(f.name)
+		if err != nil {
+			return err
+		}
+		for _, n := range [][]byte{bFiles, bSeq, bNeed, bPending, bBlocks, bMeta, bPeers} {
+			if _, err := root.CreateBucketIfNotExists(n); err != nil {
+				return err
+			}
+		}
+		meta := root.Bucket(bMeta)
+		if meta.Get(kIndexID) == nil {
+			var b [8]byte
+			if _, err := rand.Read(b[:]); err != nil {
+				return err
+			}
+			b[0] |= 1 // never zero
+			return meta.Put(kIndexID, b[:])
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("index: folder %q: %w", id, err)
+	}
+	return f, nil
+}
+
+// Folder is the index of one folder.
+type Folder struct {
+	db   *DB
+	name []byte
+}
+
+// Update runs fn in a read-write transaction, committed durably.
+func (f *Folder) Update(fn func(*Tx) error) error {
+	return f.db.bolt.Update(func(tx *bolt.Tx) error { return fn(&Tx{b: tx.Bucket(f.name), tx: tx}) })
+}
+
+// View runs fn in a read-only transaction.
+func (f *Folder) View(fn func(*Tx) error) error {
+	return f.db.bolt.View(func(tx *bolt.Tx) error { return fn(&Tx{b: tx.Bucket(f.name), tx: tx}) })
+}
+
+// Tx is a transaction on one folder's index.
+type Tx struct {
+	b  *bolt.Bucket
+	tx *bolt.Tx
+}
+
+var (
+	encMode, _ = cbor.CanonicalEncOptions().EncMode()
+	decMode, _ = cbor.DecOptions{MaxArrayElements: 1 << 24}.DecMode()
+)
+
+func encode(r *record.Record) ([]byte, error) { return encMode.Marshal(r) }
+
+func decode(b []byte) (record.Record, error) {
+	var r record.Record
+	err := decMode.Unmarshal(b, &r)
+	return r, err
+}
+
+func u64(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+func be(v uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return b[:]
+}
+
+// IndexID identifies this incarnation of the folder's index; a peer that
+// sees it change starts over from sequence 0.
+func (t *Tx) IndexID() uint64 { return u64(t.b.Bucket(bMeta).Get(kIndexID)) }
+
+// MaxSeq is the highest local sequence number assigned.
+func (t *Tx) MaxSeq() uint64 { return u64(t.b.Bucket(bMeta).Get(kSeq)) }
+
+// Get returns the local record of path.
+func (t *Tx) Get(path string) (record.Record, bool, error) {
+	v := t.b.Bucket(bFiles).Get([]byte(path))
+	if v == nil {
+		return record.Record{}, false, nil
+	}
+	r, err := decode(v)
+	if err != nil {
+		return r, false, fmt.Errorf("index: decode %q: %w", path, err)
+	}
+	return r, true, nil
+}
+
+// Put stores r as the local record of r.Path under a new sequence number,
+// so that peers are told about it, and keeps the block map in step. It
+// returns the stored record.
+func (t *Tx) Put(r record.Record) (record.Record, error) {
+	old, had, err := t.Get(r.Path)
+	if err != nil {
+		return r, err
+	}
+	meta := t.b.Bucket(bMeta)
+	seq := u64(meta.Get(kSeq)) + 1
+	if err := meta.Put(kSeq, be(seq)); err != nil {
+		return r, err
+	}
+	if had {
+		if err := t.b.Bucket(bSeq).Delete(be(old.Seq)); err != nil {
+			return r, err
+		}
+		if err := t.blocks(&old, false); err != nil {
+			return r, err
+		}
+	}
+	r.Seq = seq
+	if err := t.b.Bucket(bSeq).Put(be(seq), []byte(r.Path)); err != nil {
+		return r, err
+	}
+	if err := t.blocks(&r, true); err != nil {
+		return r, err
+	}
+	return r, t.putFile(&r)
+}
+
+// SetStat updates only the local stat cache of a record, without a new
+// sequence number: peers are not told.
+func (t *Tx) SetStat(path string, inode uint64, ctime int64) error {
+	r, ok, err := t.Get(path)
+	if err != nil || !ok {
+		return err
+	}
+	r.Inode, r.CTime = inode, ctime
+	return t.putFile(&r)
+}
+
+func (t *Tx) putFile(r *record.Record) error {
+	v, err := encode(r)
+	if err != nil {
+		return fmt.Errorf("index: encode %q: %w", r.Path, err)
+	}
+	return t.b.Bucket(bFiles).Put([]byte(r.Path), v)
+}
+
+func (t *Tx) blocks(r *record.Record, add bool) error {
+	if r.Deleted || r.Type != record.File {
+		return nil
+	}
+	bk := t.b.Bucket(bBlocks)
+	var off uint64
+	for _, blk := range r.Blocks {
+		key := append(blk.Hash[:len(blk.Hash):len(blk.Hash)], r.Path...)
+		var err error
+		if add {
+			val := make([]byte, 12)
+			binary.BigEndian.PutUint64(val, off)
+			binary.BigEndian.PutUint32(val[8:], blk.Size)
+			err = bk.Put(key, val)
+		} else {
+			err = bk.Delete(key)
+		}
+		if err != nil {
+			return err
+		}
+		off += uint64(blk.Size)
+	}
+	return nil
+}
+
+// BlockLoc is a place where a block is stored locally.
+type BlockLoc struct {
+	Path   string
+	Offset int64
+	Size   uint32
+}
+
+// FindBlock returns up to limit local places holding the block with hash h.
+func (t *Tx) FindBlock(h [32]byte, limit int) []BlockLoc {
+	var out []BlockLoc
+	c := t.b.Bucket(bBlocks).Cursor()
+	for k, v := c.Seek(h[:]); k != nil && len(k) > 32 && [32]byte(k[:32]) == h && len(out) < limit; k, v = c.Next() {
+		if len(v) != 12 {
+			continue
+		}
+		out = append(out, BlockLoc{Path: string(k[32:]), Offset: int64(binary.BigEndian.Uint64(v)), Size: binary.BigEndian.Uint32(v[8:])})
+	}
+	return out
+}
+
+// Since calls fn for each local record with a sequence number above seq,
+// in order, until fn returns false.
+func (t *Tx) Since(seq uint64, fn func(record.Record) bool) error {
+	c := t.b.Bucket(bSeq).Cursor()
+	for k, v := c.Seek(be(seq + 1)); k != nil; k, v = c.Next() {
+		r, ok, err := t.Get(string(v))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		if !fn(r) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// Walk calls fn for every local record in path order until fn returns
+// false.
+func (t *Tx) Walk(fn func(record.Record) bool) error {
+	return t.b.Bucket(bFiles).ForEach(func(k, v []byte) error {
+		r, err := decode(v)
+		if err != nil {
+			return fmt.Errorf("index: decode %q: %w", k, err)
+		}
+		if !fn(r) {
+			return errStop
+		}
+		return nil
+	})
+}
+
+var errStop = errors.New("stop")
+
+// Count returns the number of local records and how many are not deleted.
+func (t *Tx) Count() (all, live int, err error) {
+	err = t.Walk(func(r record.Record) bool {
+		all++
+		if !r.Deleted {
+			live++
+		}
+		return true
+	})
+	if errors.Is(err, errStop) {
+		err = nil
+	}
+	return
+}
+
+func (t *Tx) peer(id [32]byte, create bool) (*bolt.Bucket, error) {
+	peers := t.b.Bucket(bPeers)
+	if !create {
+		return peers.Bucket(id[:]), nil
+	}
+	p, err := peers.CreateBucketIfNotExists(id[:])
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range [][]byte{bFiles, bMeta} {
+		if _, err := p.CreateBucketIfNotExists(n); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// PeerState returns the peer's index ID and the highest of its sequence
+// numbers whose records are stored here.
+func (t *Tx) PeerState(id [32]byte) (indexID, seq uint64) {
+	p, _ := t.peer(id, false)
+	if p == nil {
+		return 0, 0
+	}
+	m := p.Bucket(bMeta)
+	return u64(m.Get(kIndexID)), u64(m.Get(kSeq))
+}
+
+// SetPeerState records the peer's index ID and sequence position. A new
+// index ID drops what was stored from the peer's previous index.
+func (t *Tx) SetPeerState(id [32]byte, indexID, seq uint64) error {
+	p, err := t.peer(id, true)
+	if err != nil {
+		return err
+	}
+	m := p.Bucket(bMeta)
+	if old := u64(m.Get(kIndexID)); old != indexID && old != 0 {
+		if err := p.DeleteBucket(bFiles); err != nil {
+			return err
+		}
+		if _, err := p.CreateBucket(bFiles); err != nil {
+			return err
+		}
+	}
+	if err := m.Put(kIndexID, be(indexID)); err != nil {
+		return err
+	}
+	return m.Put(kSeq, be(seq))
+}
+
+// PutRemote stores a record announced by a peer.
+func (t *Tx) PutRemote(id [32]byte, r record.Record) error {
+	p, err := t.peer(id, true)
+	if err != nil {
+		return err
+	}
+	r.Inode, r.CTime = 0, 0
+	v, err := encode(&r)
+	if err != nil {
+		return err
+	}
+	return p.Bucket(bFiles).Put([]byte(r.Path), v)
+}
+
+// Remotes returns what every peer announced for path.
+func (t *Tx) Remotes(path string) (map[[32]byte]record.Record, error) {
+	out := map[[32]byte]record.Record{}
+	err := t.b.Bucket(bPeers).ForEachBucket(func(k []byte) error {
+		p := t.b.Bucket(bPeers).Bucket(k)
+		v := p.Bucket(bFiles).Get([]byte(path))
+		if v == nil {
+			return nil
+		}
+		r, err := decode(v)
+		if err != nil {
+			return fmt.Errorf("index: decode remote %q: %w", path, err)
+		}
+		out[[32]byte(k)] = r
+		return nil
+	})
+	return out, err
+}
+
+// RemoteCount returns how many records a peer announced.
+func (t *Tx) RemoteCount(id [32]byte) int {
+	p, _ := t.peer(id, false)
+	if p == nil {
+		return 0
+	}
+	return p.Bucket(bFiles).Stats().KeyN
+}
+
+// SetNeed marks path as needing a decision.
+func (t *Tx) SetNeed(path string) error { return t.b.Bucket(bNeed).Put([]byte(path), nil) }
+
+// ClearNeed removes path from the work list.
+func (t *Tx) ClearNeed(path string) error { return t.b.Bucket(bNeed).Delete([]byte(path)) }
+
+// Needs returns up to limit paths needing a decision, in path order.
+func (t *Tx) Needs(limit int) []string {
+	var out []string
+	c := t.b.Bucket(bNeed).Cursor()
+	for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
+		out = append(out, string(k))
+	}
+	return out
+}
+
+// NeedCount is the number of paths needing a decision.
+func (t *Tx) NeedCount() int { return t.b.Bucket(bNeed).Stats().KeyN }
+
+// SetPending records that the remote version r is about to be renamed
+// into place, so that a crash between the rename and the index commit is
+// recognised at start-up instead of looking like a local edit.
+func (t *Tx) SetPending(r record.Record) error {
+	v, err := encode(&r)
+	if err != nil {
+		return err
+	}
+	return t.b.Bucket(bPending).Put([]byte(r.Path), v)
+}
+
+// ClearPending forgets the pending version of path.
+func (t *Tx) ClearPending(path string) error { return t.b.Bucket(bPending).Delete([]byte(path)) }
+
+// Pending returns all pending versions.
+func (t *Tx) Pending() ([]record.Record, error) {
+	var out []record.Record
+	err := t.b.Bucket(bPending).ForEach(func(k, v []byte) error {
+		r, err := decode(v)
+		if err != nil {
+			return fmt.Errorf("index: decode pending %q: %w", k, err)
+		}
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
+
+// Prefix calls fn for every local record whose path starts with prefix.
+func (t *Tx) Prefix(prefix string, fn func(record.Record)) error {
+	c := t.b.Bucket(bFiles).Cursor()
+	p := []byte(prefix)
+	for k, v := c.Seek(p); k != nil && len(k) >= len(p) && string(k[:len(p)]) == prefix; k, v = c.Next() {
+		r, err := decode(v)
+		if err != nil {
+			return fmt.Errorf("index: decode %q: %w", k, err)
+		}
+		fn(r)
+	}
+	return nil
+}
+
+// Children calls fn for every local record directly inside the directory
+// whose path plus "/" is prefix ("" for the folder root), skipping the
+// records deeper down.
+func (t *Tx) Children(prefix string, fn func(record.Record)) error {
+	c := t.b.Bucket(bFiles).Cursor()
+	p := []byte(prefix)
+	k, v := c.Seek(p)
+	for k != nil && len(k) >= len(p) && string(k[:len(p)]) == prefix {
+		rest := k[len(p):]
+		if i := indexByte(rest, '/'); i >= 0 {
+			// Skip the subtree: every key "<prefix><child>/..." sorts before
+			// "<prefix><child>0" ('0' follows '/').
+			next := append(append([]byte{}, k[:len(p)+i]...), '0')
+			k, v = c.Seek(next)
+			continue
+		}
+		r, err := decode(v)
+		if err != nil {
+			return fmt.Errorf("index: decode %q: %w", k, err)
+		}
+		fn(r)
+		k, v = c.Next()
+	}
+	return nil
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// HasNeedPrefix reports whether any needed path starts with prefix.
+func (t *Tx) HasNeedPrefix(prefix string) bool {
+	k, _ := t.b.Bucket(bNeed).Cursor().Seek([]byte(prefix))
+	return k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == prefix
+}

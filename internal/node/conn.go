@@ -1,0 +1,297 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"tandem/internal/folder"
+	"tandem/internal/identity"
+	"tandem/internal/protocol"
+	"tandem/internal/record"
+)
+
+const (
+	pingEvery   = 20 * time.Second
+	idleTimeout = 60 * time.Second
+	indexBatch  = 1000
+	maxServing  = 32
+)
+
+// counter counts bytes on a connection.
+type counter struct {
+	net.Conn
+	in, out atomic.Uint64
+}
+
+func (c *counter) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.in.Add(uint64(n))
+	return n, err
+}
+
+func (c *counter) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.out.Add(uint64(n))
+	return n, err
+}
+
+// conn is one live, authenticated connection to a peer.
+type conn struct {
+	n       *Node
+	peer    identity.ID
+	dialed  bool
+	raw     *tls.Conn
+	counter *counter
+	pc      *protocol.Conn
+
+	done    chan struct{}
+	errOnce sync.Once
+	err     error
+
+	mu      sync.Mutex
+	nextID  uint32
+	waiting map[uint32]chan *protocol.Response
+	sent    map[string]*atomic.Uint64 // folder -> highest local seq sent
+}
+
+func newConn(n *Node, tc *tls.Conn, peer identity.ID, dialed bool) *conn {
+	cnt := &counter{Conn: tc}
+	return &conn{
+		n: n, peer: peer, dialed: dialed, raw: tc, counter: cnt,
+		pc:      protocol.New(cnt),
+		done:    make(chan struct{}),
+		waiting: map[uint32]chan *protocol.Response{},
+		sent:    map[string]*atomic.Uint64{},
+	}
+}
+
+func (c *conn) close(err error) {
+	c.errOnce.Do(func() {
+		c.err = err
+		close(c.done)
+		c.raw.Close()
+	})
+}
+
+func (c *conn) unsent() map[string]uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]uint64{}
+	for id, s := range c.sent {
+		_, max := c.n.folders[id].LocalIndexID()
+		if v := s.Load(); max > v {
+			out[id] = max - v
+		} else {
+			out[id] = 0
+		}
+	}
+	return out
+}
+
+// run exchanges Hello, then streams indexes and serves requests until the
+// connection fails or ctx ends.
+func (c *conn) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-ctx.Done():
+			c.close(errors.New("shutting down"))
+		case <-c.done:
+		}
+	}()
+	hello := &protocol.Hello{Version: protocol.ProtocolVersion}
+	for id, f := range c.n.folders {
+		idxID, _ := f.LocalIndexID()
+		haveID, haveSeq := f.PeerPosition(c.peer)
+		hello.Folders = append(hello.Folders, protocol.FolderHello{ID: id, IndexID: idxID, HaveIndexID: haveID, HaveSeq: haveSeq})
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- c.pc.Send(hello) }()
+	_ = c.raw.SetReadDeadline(time.Now().Add(idleTimeout))
+	m, err := c.pc.Receive()
+	if err != nil {
+		c.close(err)
+		return fmt.Errorf("read hello: %w", err)
+	}
+	theirs, ok := m.(*protocol.Hello)
+	if !ok {
+		c.close(errors.New("no hello"))
+		return fmt.Errorf("peer %s sent %T before hello", c.peer.Short(), m)
+	}
+	if err := <-errc; err != nil {
+		c.close(err)
+		return fmt.Errorf("send hello: %w", err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, fh := range theirs.Folders {
+		f := c.n.folders[fh.ID]
+		if f == nil {
+			continue
+		}
+		idxID, _ := f.LocalIndexID()
+		from := fh.HaveSeq
+		if fh.HaveIndexID != idxID {
+			from = 0
+		}
+		s := &atomic.Uint64{}
+		s.Store(from)
+		c.mu.Lock()
+		c.sent[fh.ID] = s
+		c.mu.Unlock()
+		wg.Go(func() { c.sendIndex(ctx, f, s) })
+		f.Wake() // versions waiting for a source may now be fetched
+	}
+	wg.Go(func() { c.pinger(ctx) })
+	err = c.readLoop()
+	c.close(err)
+	c.mu.Lock()
+	for id, ch := range c.waiting {
+		close(ch)
+		delete(c.waiting, id)
+	}
+	c.mu.Unlock()
+	return err
+}
+
+func (c *conn) sendIndex(ctx context.Context, f *folder.Folder, sent *atomic.Uint64) {
+	for {
+		ch := c.n.changedCh()
+		pos := sent.Load()
+		last, _, err := f.Since(pos, indexBatch, func(recs []record.Record, last uint64) error {
+			idxID, _ := f.LocalIndexID()
+			return c.pc.Send(&protocol.Index{Folder: f.ID(), IndexID: idxID, Records: recs, Last: last})
+		})
+		if err != nil {
+			c.close(fmt.Errorf("send index of %q: %w", f.ID(), err))
+			return
+		}
+		if last != pos {
+			sent.Store(last)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.done:
+			return
+		case <-ch:
+		}
+	}
+}
+
+func (c *conn) pinger(ctx context.Context) {
+	t := time.NewTicker(pingEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.done:
+			return
+		case <-t.C:
+			if err := c.pc.Send(&protocol.Ping{}); err != nil {
+				c.close(err)
+				return
+			}
+		}
+	}
+}
+
+func (c *conn) readLoop() error {
+	serving := make(chan struct{}, maxServing)
+	for {
+		_ = c.raw.SetReadDeadline(time.Now().Add(idleTimeout))
+		m, err := c.pc.Receive()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return errors.New("closed by peer")
+			}
+			return err
+		}
+		switch m := m.(type) {
+		case *protocol.Ping:
+		case *protocol.Index:
+			f := c.n.folders[m.Folder]
+			if f == nil {
+				return fmt.Errorf("peer %s sent an index for unshared folder %q", c.peer.Short(), m.Folder)
+			}
+			if err := f.HandleIndex(c.peer, m); err != nil {
+				return err
+			}
+		case *protocol.Request:
+			f := c.n.folders[m.Folder]
+			serving <- struct{}{}
+			go func() {
+				defer func() { <-serving }()
+				resp := &protocol.Response{ID: m.ID}
+				if f == nil {
+					resp.Err = fmt.Sprintf("folder %q is not shared", m.Folder)
+				} else if data, err := f.ServeBlock(m); err != nil {
+					resp.Err = err.Error()
+				} else {
+					resp.Data = data
+				}
+				if err := c.pc.Send(resp); err != nil {
+					c.close(err)
+				}
+			}()
+		case *protocol.Response:
+			c.mu.Lock()
+			ch := c.waiting[m.ID]
+			delete(c.waiting, m.ID)
+			c.mu.Unlock()
+			if ch != nil {
+				ch <- m
+			}
+		case *protocol.Hello:
+			return fmt.Errorf("peer %s sent a second hello", c.peer.Short())
+		}
+	}
+}
+
+func (c *conn) request(ctx context.Context, req *protocol.Request) ([]byte, error) {
+	ch := make(chan *protocol.Response, 1)
+	c.mu.Lock()
+	c.nextID++
+	id := c.nextID
+	c.waiting[id] = ch
+	c.mu.Unlock()
+	r := *req
+	r.ID = id
+	if err := c.pc.Send(&r); err != nil {
+		c.close(err)
+		return nil, err
+	}
+	t := time.NewTimer(2 * time.Minute)
+	defer t.Stop()
+	select {
+	case resp, ok := <-ch:
+		if !ok {
+			return nil, fmt.Errorf("connection to %s lost", c.peer.Short())
+		}
+		if resp.Err != "" {
+			return nil, fmt.Errorf("peer %s: %s", c.peer.Short(), resp.Err)
+		}
+		return resp.Data, nil
+	case <-ctx.Done():
+	case <-c.done:
+	case <-t.C:
+		c.close(errors.New("request timed out"))
+	}
+	c.mu.Lock()
+	delete(c.waiting, id)
+	c.mu.Unlock()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return nil, fmt.Errorf("connection to %s lost", c.peer.Short())
+}

@@ -1,0 +1,194 @@
+// Package protocol defines the messages tandem peers exchange and frames
+// them on a stream: a 4-byte big-endian length, a 1-byte type, then a CBOR
+// body. Every frame from a peer is bounded and validated before use.
+package protocol
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"tandem/internal/record"
+)
+
+// MaxFrame bounds a frame; a peer announcing more is misbehaving.
+const MaxFrame = 64 << 20
+
+// Type identifies a message.
+type Type uint8
+
+const (
+	TypeHello Type = iota + 1
+	TypeIndex
+	TypeRequest
+	TypeResponse
+	TypePing
+)
+
+// Hello is the first message on a connection, both ways.
+type Hello struct {
+	Version int           `cbor:"1,keyasint"`
+	Folders []FolderHello `cbor:"2,keyasint"`
+}
+
+// FolderHello describes one folder the sender shares and how far it has
+// read the receiver's index.
+type FolderHello struct {
+	ID      string `cbor:"1,keyasint"`
+	IndexID uint64 `cbor:"2,keyasint"` // the sender's index incarnation
+	// What the sender already holds of the receiver's index: records up to
+	// HaveSeq of incarnation HaveIndexID. The receiver sends the rest.
+	HaveIndexID uint64 `cbor:"3,keyasint"`
+	HaveSeq     uint64 `cbor:"4,keyasint"`
+}
+
+// Index carries records of the sender's index, in sequence order.
+type Index struct {
+	Folder  string          `cbor:"1,keyasint"`
+	IndexID uint64          `cbor:"2,keyasint"`
+	Records []record.Record `cbor:"3,keyasint"`
+	// Last is the highest sequence number covered by this message.
+	Last uint64 `cbor:"4,keyasint"`
+}
+
+// Request asks for one block of a file at the sender's current version.
+type Request struct {
+	ID     uint32   `cbor:"1,keyasint"`
+	Folder string   `cbor:"2,keyasint"`
+	Path   string   `cbor:"3,keyasint"`
+	Offset int64    `cbor:"4,keyasint"`
+	Size   uint32   `cbor:"5,keyasint"`
+	Hash   [32]byte `cbor:"6,keyasint"`
+}
+
+// Encoding of a Response's data.
+const (
+	EncRaw  = 0
+	EncZstd = 1
+)
+
+// Response answers a Request.
+type Response struct {
+	ID   uint32 `cbor:"1,keyasint"`
+	Data []byte `cbor:"2,keyasint,omitempty"`
+	Enc  uint8  `cbor:"3,keyasint,omitempty"`
+	Err  string `cbor:"4,keyasint,omitempty"`
+}
+
+// Ping keeps an idle connection alive.
+type Ping struct{}
+
+// ProtocolVersion is sent in Hello.
+const ProtocolVersion = 1
+
+var (
+	encMode, _ = cbor.EncOptions{}.EncMode()
+	decMode, _ = cbor.DecOptions{MaxArrayElements: 1 << 22, MaxMapPairs: 1 << 16, MaxNestedLevels: 16}.DecMode()
+)
+
+// Conn frames messages on a stream. Send is safe for concurrent use;
+// Receive must be called from one goroutine.
+type Conn struct {
+	r   *bufio.Reader
+	wmu sync.Mutex
+	w   *bufio.Writer
+	buf []byte
+}
+
+// New wraps rw.
+func New(rw io.ReadWriter) *Conn {
+	return &Conn{r: bufio.NewReaderSize(rw, 256<<10), w: bufio.NewWriterSize(rw, 256<<10)}
+}
+
+func typeOf(m any) (Type, error) {
+	switch m.(type) {
+	case *Hello:
+		return TypeHello, nil
+	case *Index:
+		return TypeIndex, nil
+	case *Request:
+		return TypeRequest, nil
+	case *Response:
+		return TypeResponse, nil
+	case *Ping:
+		return TypePing, nil
+	}
+	return 0, fmt.Errorf("protocol: cannot send %T", m)
+}
+
+// Send writes one message and flushes.
+func (c *Conn) Send(m any) error {
+	t, err := typeOf(m)
+	if err != nil {
+		return err
+	}
+	body, err := encMode.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("protocol: encode %T: %w", m, err)
+	}
+	if len(body)+1 > MaxFrame {
+		return fmt.Errorf("protocol: %T of %d bytes exceeds the frame limit", m, len(body))
+	}
+	var hdr [5]byte
+	binary.BigEndian.PutUint32(hdr[:4], uint32(len(body)+1))
+	hdr[4] = byte(t)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if _, err := c.w.Write(hdr[:]); err != nil {
+		return err
+	}
+	if _, err := c.w.Write(body); err != nil {
+		return err
+	}
+	return c.w.Flush()
+}
+
+// Receive reads the next message: one of *Hello, *Index, *Request,
+// *Response, *Ping.
+func (c *Conn) Receive() (any, error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(c.r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:4])
+	if n == 0 || n > MaxFrame {
+		return nil, fmt.Errorf("protocol: frame length %d out of bounds", n)
+	}
+	if cap(c.buf) < int(n-1) {
+		c.buf = make([]byte, n-1)
+	}
+	body := c.buf[:n-1]
+	if _, err := io.ReadFull(c.r, body); err != nil {
+		return nil, err
+	}
+	var m any
+	switch Type(hdr[4]) {
+	case TypeHello:
+		m = new(Hello)
+	case TypeIndex:
+		m = new(Index)
+	case TypeRequest:
+		m = new(Request)
+	case TypeResponse:
+		m = new(Response)
+	case TypePing:
+		m = new(Ping)
+	default:
+		return nil, fmt.Errorf("protocol: unknown message type %d", hdr[4])
+	}
+	if err := decMode.Unmarshal(body, m); err != nil {
+		return nil, fmt.Errorf("protocol: decode %T: %w", m, err)
+	}
+	if cap(c.buf) > 4<<20 {
+		c.buf = nil // do not pin a huge buffer
+	}
+	return m, nil
+}
+
+// ErrClosed is returned for operations on a closed connection.
+var ErrClosed = errors.New("connection closed")

@@ -1,0 +1,209 @@
+// Package record defines what tandem knows about one path: its type,
+// content (block hashes), metadata and version. It also validates names
+// received from peers. It is pure and free of I/O.
+package record
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"unicode/utf8"
+
+	"tandem/internal/version"
+)
+
+// Type is the kind of filesystem object.
+type Type uint8
+
+const (
+	File Type = iota
+	Dir
+	Symlink
+)
+
+func (t Type) String() string {
+	switch t {
+	case File:
+		return "file"
+	case Dir:
+		return "dir"
+	case Symlink:
+		return "symlink"
+	}
+	return fmt.Sprintf("type(%d)", t)
+}
+
+// Block is one content-defined chunk of a file, identified by its SHA-256.
+// Blocks are stored in file order; a block's offset is the sum of the sizes
+// before it.
+type Block struct {
+	_    struct{} `cbor:",toarray"`
+	Hash [32]byte
+	Size uint32
+}
+
+// Record is the state of one path as one node knows it.
+type Record struct {
+	Path       string         `cbor:"1,keyasint"` // slash-separated, relative, clean
+	Type       Type           `cbor:"2,keyasint"`
+	Deleted    bool           `cbor:"3,keyasint,omitempty"`
+	Size       int64          `cbor:"4,keyasint,omitempty"`
+	Mode       uint32         `cbor:"5,keyasint,omitempty"` // permission bits (07777)
+	MTime      int64          `cbor:"6,keyasint,omitempty"` // unix nanoseconds
+	UID        uint32         `cbor:"7,keyasint,omitempty"`
+	GID        uint32         `cbor:"8,keyasint,omitempty"`
+	Target     string         `cbor:"9,keyasint,omitempty"` // symlink target
+	Blocks     []Block        `cbor:"10,keyasint,omitempty"`
+	Version    version.Vector `cbor:"11,keyasint"`
+	ModifiedBy uint64         `cbor:"12,keyasint,omitempty"` // short ID of the node that made this version
+	Seq        uint64         `cbor:"13,keyasint,omitempty"` // the holder's local sequence number
+
+	// Local stat cache: lets a scan skip unchanged files without rehashing.
+	// Never sent to peers.
+	Inode uint64 `cbor:"20,keyasint,omitempty"`
+	CTime int64  `cbor:"21,keyasint,omitempty"`
+}
+
+// SameContent reports whether a and b hold the same data: same existence,
+// type, bytes or link target. Metadata (mode, mtime, owner) is not compared.
+func SameContent(a, b *Record) bool {
+	if a.Deleted != b.Deleted {
+		return false
+	}
+	if a.Deleted {
+		return true
+	}
+	if a.Type != b.Type {
+		return false
+	}
+	switch a.Type {
+	case File:
+		return a.Size == b.Size && SameBlocks(a.Blocks, b.Blocks)
+	case Symlink:
+		return a.Target == b.Target
+	}
+	return true
+}
+
+// SameMeta reports whether a and b have the same synced metadata. Owner is
+// compared only when withOwner is set (the node runs as root). Directory
+// mtimes are not synced: they change whenever a child does.
+func SameMeta(a, b *Record, withOwner bool) bool {
+	if a.Deleted || b.Deleted {
+		return a.Deleted == b.Deleted
+	}
+	if a.Type != Symlink && a.Mode != b.Mode {
+		return false
+	}
+	if a.Type != Dir && a.MTime != b.MTime {
+		return false
+	}
+	if withOwner && (a.UID != b.UID || a.GID != b.GID) {
+		return false
+	}
+	return true
+}
+
+// Wire returns a copy without the local-only fields, for sending.
+func (r Record) Wire() Record {
+	r.Inode, r.CTime = 0, 0
+	return r
+}
+
+// Validate checks a record received from a peer: a safe name and
+// consistent fields. It never trusts the peer.
+func (r *Record) Validate() error {
+	if err := ValidName(r.Path); err != nil {
+		return err
+	}
+	if r.Type > Symlink {
+		return fmt.Errorf("%q: unknown type %d", r.Path, r.Type)
+	}
+	if !r.Version.Valid() || len(r.Version) == 0 {
+		return fmt.Errorf("%q: invalid version vector %v", r.Path, r.Version)
+	}
+	if r.Deleted {
+		return nil
+	}
+	if r.Mode&^0o7777 != 0 {
+		return fmt.Errorf("%q: invalid mode %o", r.Path, r.Mode)
+	}
+	switch r.Type {
+	case File:
+		var sum int64
+		for _, b := range r.Blocks {
+			if b.Size == 0 {
+				return fmt.Errorf("%q: empty block", r.Path)
+			}
+			sum += int64(b.Size)
+		}
+		if sum != r.Size || r.Size < 0 {
+			return fmt.Errorf("%q: blocks add up to %d bytes, size says %d", r.Path, sum, r.Size)
+		}
+	case Symlink:
+		if r.Target == "" || strings.IndexByte(r.Target, 0) >= 0 || len(r.Target) > 4096 {
+			return fmt.Errorf("%q: invalid symlink target", r.Path)
+		}
+	}
+	return nil
+}
+
+// MarkerDir is the name of tandem's own directory inside every folder.
+const MarkerDir = ".tandem"
+
+// ValidName checks that name is a clean relative slash path that stays
+// inside the folder and does not enter tandem's own directory.
+func ValidName(name string) error {
+	switch {
+	case name == "" || name == ".":
+		return errors.New("empty name")
+	case len(name) > 4096:
+		return fmt.Errorf("name too long (%d bytes)", len(name))
+	case !utf8.ValidString(name):
+		return fmt.Errorf("%q: name is not valid UTF-8", name)
+	case strings.IndexByte(name, 0) >= 0:
+		return fmt.Errorf("%q: name contains NUL", name)
+	case strings.HasPrefix(name, "/"):
+		return fmt.Errorf("%q: absolute name", name)
+	case strings.Contains(name, "\\"):
+		return fmt.Errorf("%q: name contains a backslash", name)
+	case path.Clean(name) != name:
+		return fmt.Errorf("%q: name is not clean", name)
+	}
+	for _, part := range strings.Split(name, "/") {
+		if part == ".." || part == "." {
+			return fmt.Errorf("%q: name escapes the folder", name)
+		}
+	}
+	first, _, _ := strings.Cut(name, "/")
+	if first == MarkerDir {
+		return fmt.Errorf("%q: name is inside tandem's own %s directory", name, MarkerDir)
+	}
+	return nil
+}
+
+// Parent returns the parent path of name, or "" for a top-level name.
+func Parent(name string) string {
+	i := strings.LastIndexByte(name, '/')
+	if i < 0 {
+		return ""
+	}
+	return name[:i]
+}
+
+// Depth is the number of path components of name.
+func Depth(name string) int { return strings.Count(name, "/") + 1 }
+
+// SameBlocks reports whether two block lists are equal.
+func SameBlocks(a, b []Block) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Hash != b[i].Hash || a[i].Size != b[i].Size {
+			return false
+		}
+	}
+	return true
+}
