@@ -48,7 +48,7 @@ var simIDs = []uint64{0x1a2b3c4d00000001, 0x5e6f708100000002, 0x9abcdef000000003
 type written struct {
 	vec  version.Vector // the version it was written with
 	by   int            // the node that wrote it
-	seen bool           // a later local change was made on top of it
+	seen bool           // a later change of content was made on top of it
 }
 
 // fataler is what the model needs from *testing.T and *rapid.T.
@@ -170,7 +170,13 @@ func (s *sim) change(n int, kind string, mtime int64, mode uint32) {
 		// A metadata-only change: same content, new mode and mtime.
 		r.Type, r.Blocks, r.Size, r.Target = prev.Type, prev.Blocks, prev.Size, prev.Target
 	}
-	if c, ok := contentOf(prev); ok {
+	// A change of content made on top of c saw c, so c may now disappear
+	// (its vector dominates c's, since a record holding c carries c's
+	// vector or one made on top of it). A chmod keeps c, so it does not.
+	if c, ok := contentOf(prev); ok && kind != "chmod" {
+		if !r.Version.Dominates(s.contents[c].vec) {
+			s.fail("model: change on node %d does not dominate c%d's %v", n, c, s.contents[c].vec)
+		}
 		s.contents[c].seen = true
 	}
 	s.nodes[n] = r

@@ -1,0 +1,164 @@
+// Command bench measures tandem on loopback against rsync in the same run
+// and prints a table: case, tandem, rsync, ratio, bytes on the wire, peak
+// RSS. Run it from the repository root:
+//
+//	go run ./bench                 # all cases
+//	go run ./bench -case latency   # one case
+//
+// It builds tandem, creates the trees in a temporary directory, and
+// installs nothing itself: rsync must be on PATH for the rsync columns.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"tandem/internal/cluster"
+)
+
+// tb lets the cluster harness run outside `go test`.
+type tb struct {
+	dirs     []string
+	cleanups []func()
+	failed   bool
+}
+
+func (t *tb) Helper() {}
+func (t *tb) Fatalf(f string, a ...any) {
+	t.failed = true
+	panic(fatal{fmt.Sprintf(f, a...)})
+}
+func (t *tb) Errorf(f string, a ...any) {
+	t.failed = true
+	fmt.Fprintf(os.Stderr, "error: "+f+"\n", a...)
+}
+func (t *tb) Logf(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
+func (t *tb) Cleanup(fn func())       { t.cleanups = append(t.cleanups, fn) }
+func (t *tb) Failed() bool            { return t.failed }
+func (t *tb) TempDir() string {
+	d, err := os.MkdirTemp("", "tandem-bench-")
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.dirs = append(t.dirs, d)
+	return d
+}
+
+func (t *tb) done() {
+	for i := len(t.cleanups) - 1; i >= 0; i-- {
+		t.cleanups[i]()
+	}
+	for _, d := range t.dirs {
+		os.RemoveAll(d)
+	}
+}
+
+type fatal struct{ msg string }
+
+// row is one line of the result table.
+type row struct {
+	name          string
+	tandem, rsync string
+	ratio         string
+	wire          string
+	rss           string
+	note          string
+}
+
+type benchCase struct {
+	name string
+	run  func(t *tb, full bool) []row
+}
+
+var cases = []benchCase{
+	{"latency", latency},
+}
+
+func main() {
+	only := flag.String("case", "", "run only this case ("+names()+")")
+	full := flag.Bool("full", false, "full-size runs (default: reduced sizes)")
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "tandem-bench-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	defer os.RemoveAll(dir)
+	if err := cluster.Build(dir, false); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var rows []row
+	failed := false
+	for _, c := range cases {
+		if *only != "" && c.name != *only {
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "== %s\n", c.name)
+		r, err := runCase(c, *full)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "case %s failed: %v\n", c.name, err)
+			failed = true
+			continue
+		}
+		rows = append(rows, r...)
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "case\ttandem\trsync\tratio\twire bytes\tpeak RSS\tnote")
+	for _, r := range rows {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.name, or(r.tandem), or(r.rsync), or(r.ratio), or(r.wire), or(r.rss), r.note)
+	}
+	w.Flush()
+	if failed {
+		os.Exit(1)
+	}
+}
+
+func or(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func names() string {
+	var n []string
+	for _, c := range cases {
+		n = append(n, c.name)
+	}
+	return strings.Join(n, ", ")
+}
+
+func runCase(c benchCase, full bool) (rows []row, err error) {
+	t := &tb{}
+	defer t.done()
+	defer func() {
+		if r := recover(); r != nil {
+			if f, ok := r.(fatal); ok {
+				err = errors.New(f.msg)
+				return
+			}
+			panic(r)
+		}
+	}()
+	return c.run(t, full), nil
+}
+
+// percentile returns the p-th percentile (0..100) of ds.
+func percentile(ds []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	if len(s) == 0 {
+		return 0
+	}
+	i := int(float64(len(s)-1) * p / 100)
+	return s[i]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }
