@@ -1,0 +1,192 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"tandem/internal/config"
+	"tandem/internal/folder"
+	"tandem/internal/identity"
+	"tandem/internal/index"
+	"tandem/internal/protocol"
+	"tandem/internal/record"
+	"tandem/internal/version"
+)
+
+// server starts a node with one folder and returns it with the identity of
+// a configured peer that the test plays.
+func server(t *testing.T) (n *Node, dir string, peer *identity.Identity) {
+	t.Helper()
+	base := t.TempDir()
+	me, err := identity.Generate(filepath.Join(base, "me"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err = identity.Generate(filepath.Join(base, "peer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir = filepath.Join(base, "root", "folder")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	db, err := index.Open(filepath.Join(base, "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	fi, err := db.Folder("f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	n = New(Options{Identity: me, Listen: "127.0.0.1:0", Peers: []Peer{{ID: peer.ID}}, Log: log})
+	f := folder.New(folder.Options{Config: config.Folder{ID: "f", Path: dir, Rescan: time.Hour}, Me: me.ID, Index: fi, Peers: n, Log: log, Changed: n.Changed})
+	n.SetFolders([]*folder.Folder{f})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { n.Run(ctx); done <- struct{}{} }()
+	go func() { f.Run(ctx); done <- struct{}{} }()
+	t.Cleanup(func() { cancel(); <-done; <-done })
+	deadline := time.Now().Add(10 * time.Second)
+	for f.Status().State != "idle" {
+		if time.Now().After(deadline) {
+			t.Fatalf("folder did not start: %+v", f.Status())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return n, dir, peer
+}
+
+func dial(t *testing.T, n *Node, as *identity.Identity, expect identity.ID) (*protocol.Conn, net.Conn) {
+	t.Helper()
+	raw, err := net.Dial("tcp", n.ListenAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	tc := tls.Client(raw, as.ClientTLS(expect))
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	pc := protocol.New(tc)
+	if err := pc.Send(&protocol.Hello{Version: protocol.ProtocolVersion, Folders: []protocol.FolderHello{{ID: "f", IndexID: 42}}}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := pc.Receive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m.(*protocol.Hello); !ok {
+		t.Fatalf("got %T, want hello", m)
+	}
+	return pc, tc
+}
+
+// drainUntilClosed reads until the server closes the connection.
+func drainUntilClosed(t *testing.T, pc *protocol.Conn) {
+	t.Helper()
+	for {
+		if _, err := pc.Receive(); err != nil {
+			return
+		}
+	}
+}
+
+func TestMaliciousNamesAreRejected(t *testing.T) {
+	for _, bad := range []string{"../escape.txt", "/etc/evil", "a/../../escape", ".tandem/tmp/x", "a//b", "./a", ""} {
+		t.Run(bad, func(t *testing.T) {
+			n, dir, peer := server(t)
+			pc, _ := dial(t, n, peer, n.me)
+			v := version.Vector{}.Update(peer.ID.Short64(), 1)
+			rec := record.Record{Path: bad, Type: record.File, Size: 1, Mode: 0o644, Version: v,
+				Blocks: []record.Block{{Size: 1}}}
+			if err := pc.Send(&protocol.Index{Folder: "f", IndexID: 42, Records: []record.Record{rec}, Last: 1}); err != nil {
+				t.Fatal(err)
+			}
+			drainUntilClosed(t, pc)
+			for _, p := range []string{filepath.Join(dir, "..", "escape.txt"), filepath.Join(filepath.Dir(dir), "..", "escape")} {
+				if _, err := os.Stat(p); err == nil {
+					t.Fatalf("%s was created", p)
+				}
+			}
+		})
+	}
+}
+
+func TestRequestsCannotReadOutsideTheFolder(t *testing.T) {
+	n, dir, peer := server(t)
+	secret := filepath.Join(filepath.Dir(dir), "secret.txt")
+	if err := os.WriteFile(secret, []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("..", filepath.Join(dir, "up")); err != nil {
+		t.Fatal(err)
+	}
+	pc, _ := dial(t, n, peer, n.me)
+	for i, p := range []string{"../secret.txt", "up/secret.txt", "/etc/passwd", ".tandem/../../secret.txt"} {
+		if err := pc.Send(&protocol.Request{ID: uint32(i + 1), Folder: "f", Path: p, Size: 6}); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			m, err := pc.Receive()
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, ok := m.(*protocol.Response)
+			if !ok {
+				continue
+			}
+			if resp.Err == "" || len(resp.Data) != 0 {
+				t.Fatalf("request for %q was served: %q", p, resp.Data)
+			}
+			break
+		}
+	}
+}
+
+func TestGarbageFromPeerClosesOnlyThatConnection(t *testing.T) {
+	n, _, peer := server(t)
+	_, tc := dial(t, n, peer, n.me)
+	if _, err := tc.Write([]byte("\xff\xff\xff\xffthis is not a frame")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1024)
+	for {
+		if _, err := tc.Read(buf); err != nil {
+			break
+		}
+	}
+	// The node still accepts the peer afterwards.
+	pc, _ := dial(t, n, peer, n.me)
+	if err := pc.Send(&protocol.Ping{}); err != nil {
+		t.Fatal(err)
+	}
+	// An unknown node is refused at the TLS handshake.
+	stranger, err := identity.Generate(filepath.Join(t.TempDir(), "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := net.Dial("tcp", n.ListenAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(5 * time.Second))
+	c := tls.Client(raw, stranger.ClientTLS(n.me))
+	err = c.Handshake()
+	if err == nil {
+		_, err = c.Read(buf)
+	}
+	if err == nil {
+		t.Fatal("an unconfigured node was accepted")
+	}
+}

@@ -1,0 +1,68 @@
+package record
+
+import (
+	"testing"
+
+	"tandem/internal/version"
+)
+
+func TestValidName(t *testing.T) {
+	good := []string{"a", "a/b", "a b/c.d", ".hidden", "x/.tandem", "..a", "a..", "日本"}
+	bad := []string{"", ".", "..", "../a", "a/..", "a/../b", "/a", "a/", "a//b", "./a", "a/./b", ".tandem", ".tandem/x", "a\\b", "a\x00b", "\xff"}
+	for _, n := range good {
+		if err := ValidName(n); err != nil {
+			t.Errorf("ValidName(%q) = %v, want ok", n, err)
+		}
+	}
+	for _, n := range bad {
+		if err := ValidName(n); err == nil {
+			t.Errorf("ValidName(%q) accepted", n)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	v := version.Vector{}.Update(1, 1)
+	ok := Record{Path: "f", Type: File, Size: 3, Mode: 0o644, Version: v, Blocks: []Block{{Size: 3}}}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, mut := range map[string]func(r *Record){
+		"size mismatch": func(r *Record) { r.Size = 4 },
+		"no version":    func(r *Record) { r.Version = nil },
+		"bad vector":    func(r *Record) { r.Version = version.Vector{{ID: 2, Value: 1}, {ID: 1, Value: 1}} },
+		"bad type":      func(r *Record) { r.Type = 9 },
+		"bad mode":      func(r *Record) { r.Mode = 0o100644 },
+		"empty block":   func(r *Record) { r.Blocks = []Block{{Size: 0}, {Size: 3}} },
+		"bad symlink":   func(r *Record) { r.Type, r.Blocks, r.Size, r.Target = Symlink, nil, 0, "" },
+		"escaping name": func(r *Record) { r.Path = "../x" },
+	} {
+		r := ok
+		mut(&r)
+		if err := r.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestSameContentAndMeta(t *testing.T) {
+	a := Record{Type: File, Size: 3, Mode: 0o644, MTime: 1, Blocks: []Block{{Hash: [32]byte{1}, Size: 3}}}
+	b := a
+	b.MTime = 2
+	if !SameContent(&a, &b) || SameMeta(&a, &b, false) {
+		t.Fatal("mtime is metadata, not content")
+	}
+	b = a
+	b.Blocks = []Block{{Hash: [32]byte{2}, Size: 3}}
+	if SameContent(&a, &b) {
+		t.Fatal("different blocks reported as same content")
+	}
+	d1, d2 := Record{Type: Dir, Mode: 0o755, MTime: 1}, Record{Type: Dir, Mode: 0o755, MTime: 9}
+	if !SameMeta(&d1, &d2, false) {
+		t.Fatal("directory mtimes are not synced")
+	}
+	x, y := Record{Deleted: true, Type: File}, Record{Deleted: true, Type: Dir}
+	if !SameContent(&x, &y) {
+		t.Fatal("two deletions are the same content")
+	}
+}
