@@ -123,11 +123,11 @@ func (f *Folder) plan() (items []item, waiting bool, err error) {
 				continue
 			}
 			it := item{path: p, local: lp, dec: d}
+			// Any connected peer holding the same content can serve it; the
+			// blocks are verified by hash whoever sends them.
 			for i, id := range peers {
-				if recs[i].Version.Compare(d.Result.Version) == 0 || (d.Action == reconcile.Merge && record.SameContent(&recs[i], &d.Result)) {
-					if f.opt.Peers != nil && f.opt.Peers.Connected(id) {
-						it.sources = append(it.sources, id)
-					}
+				if record.SameContent(&recs[i], &d.Result) && f.opt.Peers != nil && f.opt.Peers.Connected(id) {
+					it.sources = append(it.sources, id)
 				}
 			}
 			if needsContent(&it) && len(it.sources) == 0 {
@@ -233,6 +233,10 @@ func (f *Folder) failed(path string, err error) {
 func (f *Folder) apply(ctx context.Context, it item) error {
 	r := it.dec.Result
 	r.Path = it.path
+	if it.dec.Bump {
+		// This node resolves a concurrency: the result is its own version.
+		r.Version = r.Version.Update(f.meShort, uint64(f.opt.Now().Unix()))
+	}
 	if err := f.root.CheckParents(it.path); err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			return err

@@ -1,20 +1,28 @@
 // Package reconcile decides what a node does when a peer announces a
-// version of a path: nothing, take it, merge versions, or keep both as a
-// conflict. It is pure: no I/O, no clock, so it can be tested exhaustively.
+// version of a path: nothing, take it, adopt it as the resolution of a
+// concurrency, or keep both as a conflict. It is pure: no I/O, no clock,
+// so it can be tested exhaustively.
 //
 // The rules, in order:
 //   - the remote version was seen by the local one (equal or lesser): nothing;
-//   - the remote version saw the local one (greater): take it, whether it is
-//     new content or a delete;
-//   - concurrent with the same content (both deleted, both the same bytes,
-//     two directories): merge the vectors, keep the winner's metadata;
-//   - concurrent, one side deleted: the edit wins, a delete never beats an
-//     edit it did not see;
-//   - concurrent, different content: a directory beats a file or symlink,
-//     otherwise the newer mtime wins, then the higher node ID. If the remote
-//     wins, the local content is kept as a conflict copy before the remote
-//     is taken. If the local wins, nothing happens here: the peer runs the
-//     same rules and keeps its own copy.
+//   - the remote version saw the local one (greater): take it as it is,
+//     whether it is new content or a delete;
+//   - concurrent: exactly one of the two nodes acts, the one whose version
+//     loses. It adopts the winner and makes the result a new version of its
+//     own (Bump): the merge of both vectors plus its own counter, so the
+//     result dominates both and every node that saw either accepts it. The
+//     loser is chosen the same way on every node:
+//   - same content (both deleted, same bytes, two directories): the winner
+//     by Wins; the loser adopts its metadata (Merge);
+//   - one side deleted: the edit wins, a delete never beats an edit it did
+//     not see (Take);
+//   - different content: a directory beats a file or symlink, otherwise the
+//     newer mtime, then the higher node ID. The loser keeps its content as
+//     a conflict copy before it adopts the winner (ConflictTake).
+//
+// Because a resolution dominates both versions, a node never forgets a
+// delete or an edit it saw (no resurrection, no lost writes), and because
+// only the losing side acts, two nodes never resolve the same pair twice.
 package reconcile
 
 import (
@@ -28,13 +36,13 @@ type Action int
 const (
 	// Nothing: the local version stays.
 	Nothing Action = iota
-	// Take: make the local path equal to the remote version.
+	// Take: make the local path equal to Result.
 	Take
-	// Merge: same content; store Result (merged vector, the winner's
-	// metadata) and apply its metadata.
+	// Merge: the content is already the same; store Result and apply its
+	// metadata.
 	Merge
 	// ConflictTake: move the local content to a conflict copy, then take
-	// the remote version.
+	// Result.
 	ConflictTake
 )
 
@@ -48,6 +56,10 @@ type Decision struct {
 	// Result is the record the local index holds once the action is done
 	// (for ConflictTake, the record at the original name).
 	Result record.Record
+	// Bump: Result resolves a concurrency, so it is a new version made
+	// here: the caller must advance its own counter in Result.Version
+	// (version.Vector.Update) before storing it.
+	Bump bool
 }
 
 // Decide compares the local record (nil if the path was never known here)
@@ -64,36 +76,33 @@ func Decide(local, remote *record.Record) Decision {
 		return Decision{Action: Take, Result: *remote}
 	}
 	// Concurrent; local is non-nil here because a nil vector is dominated.
-	if record.SameContent(local, remote) {
+	resolved := func(a Action) Decision {
 		res := *remote
-		if Wins(local, remote) {
-			res = *local
-		}
 		res.Version = local.Version.Merge(remote.Version)
-		return Decision{Action: Merge, Result: res}
+		return Decision{Action: a, Result: res, Bump: true}
 	}
 	switch {
+	case Wins(local, remote):
+		return Decision{Action: Nothing}
+	case record.SameContent(local, remote):
+		return resolved(Merge)
 	case local.Deleted:
-		return Decision{Action: Take, Result: *remote}
-	case remote.Deleted:
-		return Decision{Action: Nothing}
+		return resolved(Take)
+	default:
+		return resolved(ConflictTake)
 	}
-	if Wins(local, remote) {
-		return Decision{Action: Nothing}
-	}
-	return Decision{Action: ConflictTake, Result: *remote}
 }
 
-// Wins reports whether a beats b in a conflict between two live versions:
-// a directory beats anything else, then the newer mtime, then the higher
-// node ID of the last modifier, then the larger vector as a last resort so
-// that every node picks the same winner.
+// Wins reports whether a beats b when they are concurrent: a directory
+// beats anything else, a live version beats a delete, then the newer
+// mtime, then the higher node ID of the last modifier, then the vector
+// order as a last resort, so that every node picks the same winner.
 func Wins(a, b *record.Record) bool {
-	if (a.Type == record.Dir) != (b.Type == record.Dir) {
-		return a.Type == record.Dir
-	}
 	if a.Deleted != b.Deleted {
 		return !a.Deleted
+	}
+	if !a.Deleted && (a.Type == record.Dir) != (b.Type == record.Dir) {
+		return a.Type == record.Dir
 	}
 	if a.MTime != b.MTime {
 		return a.MTime > b.MTime
@@ -101,5 +110,5 @@ func Wins(a, b *record.Record) bool {
 	if a.ModifiedBy != b.ModifiedBy {
 		return a.ModifiedBy > b.ModifiedBy
 	}
-	return a.Version.String() > b.Version.String()
+	return version.Order(a.Version, b.Version) > 0
 }

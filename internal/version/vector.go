@@ -149,3 +149,28 @@ func (v Vector) String() string {
 	}
 	return "{" + strings.Join(parts, " ") + "}"
 }
+
+// Order is an arbitrary but total order on vectors (lexicographic on
+// (ID, Value) pairs), for deterministic tie-breaks: -1, 0 or +1.
+func Order(a, b Vector) int {
+	for i := range min(len(a), len(b)) {
+		x, y := a[i], b[i]
+		switch {
+		case x.ID != y.ID && x.ID < y.ID:
+			return -1
+		case x.ID != y.ID:
+			return 1
+		case x.Value < y.Value:
+			return -1
+		case x.Value > y.Value:
+			return 1
+		}
+	}
+	switch {
+	case len(a) < len(b):
+		return -1
+	case len(a) > len(b):
+		return 1
+	}
+	return 0
+}
