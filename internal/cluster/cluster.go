@@ -263,6 +263,8 @@ func WaitFor(t TB, timeout time.Duration, what string, cond func() (bool, string
 
 // Entry describes one path of a tree for comparison.
 type Entry struct {
+	UID    uint32
+	GID    uint32
 	Type   string
 	Mode   fs.FileMode
 	MTime  int64
@@ -290,6 +292,9 @@ func Tree(dir string) (map[string]Entry, error) {
 			return err
 		}
 		e := Entry{Mode: fi.Mode().Perm()}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			e.UID, e.GID = st.Uid, st.Gid
+		}
 		switch {
 		case fi.Mode().IsRegular():
 			e.Type, e.MTime = "file", fi.ModTime().UnixNano()
@@ -301,7 +306,7 @@ func Tree(dir string) (map[string]Entry, error) {
 		case fi.IsDir():
 			e.Type = "dir"
 		case fi.Mode()&fs.ModeSymlink != 0:
-			e.Type, e.Mode = "symlink", 0
+			e.Type, e.Mode, e.MTime = "symlink", 0, fi.ModTime().UnixNano()
 			e.Target, _ = os.Readlink(p)
 		default:
 			e.Type = "other"

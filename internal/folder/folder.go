@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"tandem/internal/config"
@@ -59,8 +60,9 @@ type Folder struct {
 	mu   sync.Mutex
 	root *fsutil.Root
 
-	wakePull chan struct{}
-	scanReq  chan scanRequest
+	wakePull    chan struct{}
+	scanReq     chan scanRequest
+	fullPending atomic.Bool // a full scan was asked while the queue was full
 
 	stMu       sync.Mutex
 	state      string
@@ -273,7 +275,11 @@ func (f *Folder) requestScan(paths []string, full bool) {
 	case f.scanReq <- scanRequest{paths: paths, full: full}:
 	default:
 		// The queue is full: a full scan covers everything that was asked.
-		go func() { f.scanReq <- scanRequest{full: true} }()
+		f.fullPending.Store(true)
+		select {
+		case f.scanReq <- scanRequest{full: true}:
+		default:
+		}
 	}
 }
 
@@ -290,6 +296,7 @@ func (f *Folder) scanLoop(ctx context.Context) {
 		case req = <-f.scanReq:
 		}
 		// Drain what queued up meanwhile into one pass.
+		req.full = req.full || f.fullPending.Swap(false)
 	drain:
 		for {
 			select {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -193,7 +194,23 @@ func TestMetadataArrivesAsIs(t *testing.T) {
 	must(t, os.Symlink("old.txt", a.Path("link")))
 	must(t, os.Symlink("../outside/target", a.Path("dangling")))
 	must(t, os.MkdirAll(a.Path("empty/nested-empty"), 0o750))
+	root := os.Geteuid() == 0
+	if root {
+		a.Write("owned.txt", "owned")
+		must(t, os.Lchown(a.Path("owned.txt"), 1234, 5678))
+		must(t, os.Lchown(a.Path("link"), 2345, 6789))
+	}
 	c.Converged(settle)
+	if root {
+		for rel, want := range map[string][2]uint32{"owned.txt": {1234, 5678}, "link": {2345, 6789}} {
+			fi, err := os.Lstat(b.Path(rel))
+			must(t, err)
+			st := fi.Sys().(*syscall.Stat_t)
+			if st.Uid != want[0] || st.Gid != want[1] {
+				t.Errorf("%s on b owned by %d:%d, want %d:%d", rel, st.Uid, st.Gid, want[0], want[1])
+			}
+		}
+	}
 	check := func(rel string, want fs.FileMode) {
 		fi, err := os.Lstat(b.Path(rel))
 		if err != nil {
