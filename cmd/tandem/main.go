@@ -35,7 +35,7 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(initCmd(), idCmd(), runCmd(), statusCmd(), demoCmd())
+	root.AddCommand(initCmd(), idCmd(), runCmd(), statusCmd(), conflictsCmd(), trashCmd(), demoCmd())
 	return root
 }
 

@@ -86,7 +86,11 @@ func (s *syncBuf) String() string {
 }
 
 type Node struct {
-	t    TB
+	t TB
+	c *Cluster
+	// Env is added to this node's environment on its next Start (on top
+	// of the cluster's Env).
+	Env  []string
 	Name string // a, b, c, ...
 	Home string // --home directory
 	Dir  string // the synced folder
@@ -100,6 +104,14 @@ type Node struct {
 type Cluster struct {
 	t     TB
 	Nodes []*Node
+	// PeerAddr, if set, gives the address node from dials to reach node to
+	// (for example a fault-injecting proxy); default: to's listen address.
+	// Call WriteConfig for every node after setting it.
+	PeerAddr func(from, to *Node) string
+	// FolderExtra is appended to every node's [[folder]] table.
+	FolderExtra string
+	// Env is added to the environment of every node process.
+	Env []string
 }
 
 func FreeAddr(t TB) string {
@@ -129,7 +141,7 @@ func New(t TB, n int) *Cluster {
 	base := t.TempDir()
 	for i := range n {
 		name := string(rune('a' + i))
-		nd := &Node{t: t, Name: name, Home: filepath.Join(base, "home-"+name), Dir: filepath.Join(base, "data-"+name), Addr: FreeAddr(t), Log: &syncBuf{}}
+		nd := &Node{t: t, c: c, Name: name, Home: filepath.Join(base, "home-"+name), Dir: filepath.Join(base, "data-"+name), Addr: FreeAddr(t), Log: &syncBuf{}}
 		if err := os.MkdirAll(nd.Dir, 0o755); err != nil {
 			t.Fatalf("%v", err)
 		}
@@ -160,10 +172,14 @@ func (c *Cluster) WriteConfig(nd *Node, extra string) {
 	fmt.Fprintf(&b, "listen = %q\n", nd.Addr)
 	for _, p := range c.Nodes {
 		if p != nd {
-			fmt.Fprintf(&b, "\n[[peer]]\nid = %q\naddress = %q\n", p.ID, p.Addr)
+			addr := p.Addr
+			if c.PeerAddr != nil {
+				addr = c.PeerAddr(nd, p)
+			}
+			fmt.Fprintf(&b, "\n[[peer]]\nid = %q\naddress = %q\n", p.ID, addr)
 		}
 	}
-	fmt.Fprintf(&b, "\n[[folder]]\nid = \"data\"\npath = %q\n%s", nd.Dir, extra)
+	fmt.Fprintf(&b, "\n[[folder]]\nid = \"data\"\npath = %q\n%s%s", nd.Dir, c.FolderExtra, extra)
 	if err := os.WriteFile(filepath.Join(nd.Home, "tandem.toml"), []byte(b.String()), 0o600); err != nil {
 		c.t.Fatalf("%v", err)
 	}
@@ -182,6 +198,7 @@ func (n *Node) Start() {
 	}
 	cmd := exec.Command(Bin, "run", "--home", n.Home, "--log-level", "debug")
 	cmd.Stdout, cmd.Stderr = n.Log, n.Log
+	cmd.Env = append(append(os.Environ(), n.c.Env...), n.Env...)
 	fmt.Fprintf(n.Log, "==== start %s\n", time.Now().Format(time.RFC3339Nano))
 	if err := cmd.Start(); err != nil {
 		n.t.Fatalf("%v", err)

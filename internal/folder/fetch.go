@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"tandem/internal/blocks"
+	"tandem/internal/crashpoint"
 	"tandem/internal/identity"
 	"tandem/internal/index"
 	"tandem/internal/protocol"
@@ -109,6 +110,7 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 			f.stMu.Lock()
 			f.stats.BytesFetched += uint64(len(data))
 			f.stMu.Unlock()
+			crashpoint.Hit(crashpoint.FetchMidTransfer)
 		})
 		_ = i
 	}

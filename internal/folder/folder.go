@@ -256,6 +256,7 @@ func (f *Folder) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { f.watchLoop(ctx) })
 	wg.Go(func() { f.pullLoop(ctx) })
+	wg.Go(func() { f.trashLoop(ctx) })
 	f.scanLoop(ctx)
 	wg.Wait()
 	return nil
@@ -321,6 +322,20 @@ func (f *Folder) scanLoop(ctx context.Context) {
 			}
 		} else if f.Status().State == "error" {
 			f.setState("idle", nil)
+		}
+	}
+}
+
+// trashLoop expires old trash at start-up and then hourly.
+func (f *Folder) trashLoop(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		f.cleanTrash()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"tandem/internal/crashpoint"
 	"tandem/internal/identity"
 	"tandem/internal/index"
 	"tandem/internal/reconcile"
@@ -326,7 +327,16 @@ func (f *Folder) verifyUnchanged(it item) error {
 // and records it as a new local file, so that it syncs everywhere.
 func (f *Folder) keepConflictCopy(it item) error {
 	loc := *it.local
-	stamp := time.Unix(0, loc.MTime).UTC().Format("20060102-150405")
+	if f.cfg.Conflict == "newest-wins" {
+		// The loser goes to the trash (or away, with the trash off)
+		// instead of becoming a copy.
+		f.log.Warn("conflict: concurrent versions; the older one goes to the trash (conflict = newest-wins)", "path", it.path)
+		f.stMu.Lock()
+		f.stats.Conflicts++
+		f.stMu.Unlock()
+		return f.discard(it.path)
+	}
+	stamp := time.Unix(0, loc.MTime).UTC().Format(stampLayout)
 	name := ConflictName(it.path, stamp, shortOf(loc.ModifiedBy))
 	if _, err := f.root.OS().Lstat(name); err == nil {
 		for i := 2; ; i++ {
@@ -340,6 +350,7 @@ func (f *Folder) keepConflictCopy(it item) error {
 	if err := f.root.OS().Rename(it.path, name); err != nil {
 		return fmt.Errorf("keep conflict copy %s: %w", name, err)
 	}
+	crashpoint.Hit(crashpoint.ConflictAfterRename)
 	st, _, err := f.root.Lstat(name)
 	if err != nil {
 		return err
@@ -375,36 +386,28 @@ func shortOf(id uint64) string {
 	return full.Short()
 }
 
-// ConflictName is re-exported for tests and the conflicts command.
-var ConflictName = conflictName
-
-func conflictName(rel, stamp, short string) string {
-	dir, base := record.Parent(rel), rel[strings.LastIndexByte(rel, '/')+1:]
-	ext := ""
-	if i := strings.LastIndexByte(base, '.'); i > 0 {
-		ext = base[i:]
-	}
-	name := strings.TrimSuffix(base, ext) + ".conflict-" + stamp + "-" + short + ext
-	if dir == "" {
-		return name
-	}
-	return dir + "/" + name
-}
-
 func (f *Folder) applyDelete(it item, r record.Record) error {
 	st, ok, err := f.root.Lstat(it.path)
-	if err == nil && ok {
+	switch {
+	case err == nil && ok && st.Type == record.Dir:
 		if err := f.root.OS().Remove(it.path); err != nil {
-			if st.Type == record.Dir && isNotEmpty(err) {
+			if isNotEmpty(err) {
 				return f.dirNotEmpty(it, r)
 			}
 			return fmt.Errorf("delete %s: %w", f.root.Abs(it.path), err)
 		}
+	case err == nil && ok:
+		if err := f.discard(it.path); err != nil {
+			return err
+		}
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	if err == nil {
 		if err := f.root.SyncDir(it.path); err != nil {
 			return err
 		}
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+		crashpoint.Hit(crashpoint.DeleteAfterRemove)
 	}
 	return f.commitApplied(it, r)
 }
@@ -463,6 +466,9 @@ func (f *Folder) removeForType(it item, want record.Type) error {
 	if ok && st.Type == want {
 		return nil
 	}
+	if st.Type != record.Dir {
+		return f.discard(it.path)
+	}
 	if err := f.root.OS().Remove(it.path); err != nil {
 		if isNotEmpty(err) {
 			return errDefer
@@ -511,9 +517,13 @@ func (f *Folder) renameIntoPlace(it item, r record.Record, tmp string) error {
 	if err := setMetaAbs(tmp, &r, f.withOwner); err != nil {
 		return err
 	}
+	if err := f.keepBeforeOverwrite(it.path); err != nil {
+		return err
+	}
 	if err := f.idx.Update(func(tx *index.Tx) error { return tx.SetPending(r) }); err != nil {
 		return err
 	}
+	crashpoint.Hit(crashpoint.ApplyAfterPending)
 	if err := os.Rename(tmp, f.root.Abs(it.path)); err != nil {
 		_ = f.idx.Update(func(tx *index.Tx) error { return tx.ClearPending(r.Path) })
 		return fmt.Errorf("rename into %s: %w", f.root.Abs(it.path), err)
@@ -521,6 +531,7 @@ func (f *Folder) renameIntoPlace(it item, r record.Record, tmp string) error {
 	if err := f.root.SyncDir(it.path); err != nil {
 		return err
 	}
+	crashpoint.Hit(crashpoint.ApplyAfterRename)
 	return f.commitApplied(it, r)
 }
 
@@ -546,6 +557,7 @@ func (f *Folder) commitApplied(it item, r record.Record) error {
 	if err != nil {
 		return err
 	}
+	crashpoint.Hit(crashpoint.ApplyAfterCommit)
 	f.stMu.Lock()
 	f.stats.FilesApplied++
 	f.stMu.Unlock()

@@ -3,6 +3,7 @@ package folder
 import (
 	"fmt"
 
+	"tandem/internal/crashpoint"
 	"tandem/internal/identity"
 	"tandem/internal/index"
 	"tandem/internal/protocol"
@@ -29,6 +30,7 @@ func (f *Folder) HandleIndex(peer identity.ID, m *protocol.Index) error {
 			return fmt.Errorf("folder %q: invalid record from peer %s: %w", f.cfg.ID, peer.Short(), err)
 		}
 	}
+	crashpoint.Hit(crashpoint.IndexAfterReceive)
 	needed := 0
 	err := f.idx.Update(func(tx *index.Tx) error {
 		oldID, _ := tx.PeerState(peer)

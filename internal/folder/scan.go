@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"tandem/internal/blocks"
+	"tandem/internal/crashpoint"
 	"tandem/internal/fsutil"
 	"tandem/internal/index"
 	"tandem/internal/record"
@@ -228,7 +229,12 @@ func (f *Folder) updateOne(rel string, st fsutil.Stat, old record.Record, had bo
 		return nil
 	}
 	f.setItemErr(rel, nil)
-	return f.commitLocal(old, had, cur)
+	crashpoint.Hit(crashpoint.ScanBeforeCommit)
+	if err := f.commitLocal(old, had, cur); err != nil {
+		return err
+	}
+	crashpoint.Hit(crashpoint.ScanAfterCommitBatch)
+	return nil
 }
 
 // commitLocal stores cur as the local state: a new version if it differs

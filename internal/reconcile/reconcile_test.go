@@ -399,13 +399,36 @@ func TestDecide(t *testing.T) {
 // node that lost its index). Exactly one side must win, or the two nodes
 // would swap contents forever.
 func TestDecideTieOnSameModifier(t *testing.T) {
-	a := file(1, 10, idA, vec(idA, 2, idC, 1))
-	b := file(2, 10, idA, vec(idA, 1, idB, 1))
-	ab, ba := Decide(a, b), Decide(b, a)
-	acts := map[Action]int{ab.Action: 1}
-	acts[ba.Action]++
-	if acts[Nothing] != 1 || acts[ConflictTake] != 1 {
-		t.Fatalf("want one Nothing and one ConflictTake, got %v and %v", ab.Action, ba.Action)
+	// IDs that differ only in their low half: Vector.String shows the high
+	// half, so {x:1 y:1} and {x:1 z:1} print alike.
+	const x, y, z uint64 = 0x1111111100000001, 0x1111111100000002, 0x1111111100000003
+	pairs := []struct {
+		name string
+		a, b *record.Record
+	}{
+		{"distinct vectors", file(1, 10, idA, vec(idA, 2, idC, 1)), file(2, 10, idA, vec(idA, 1, idB, 1))},
+		{"vectors that print alike", file(1, 10, x, vec(x, 1, y, 1)), file(2, 10, x, vec(x, 1, z, 1))},
+		{"dirs that print alike", dir(0o700, 10, x, vec(x, 1, y, 1)), dir(0o755, 10, x, vec(x, 1, z, 1))},
+	}
+	for _, p := range pairs {
+		t.Run(p.name, func(t *testing.T) {
+			if Wins(p.a, p.b) == Wins(p.b, p.a) {
+				t.Fatalf("Wins is not antisymmetric: both %v", Wins(p.a, p.b))
+			}
+			ab, ba := Decide(p.a, p.b), Decide(p.b, p.a)
+			if record.SameContent(p.a, p.b) {
+				// Both merge to the same record.
+				if ab.Action != Merge || ba.Action != Merge || !cmp.Equal(ab.Result, ba.Result) {
+					t.Fatalf("want the same merge on both sides, got %+v and %+v", ab, ba)
+				}
+				return
+			}
+			acts := map[Action]int{ab.Action: 1}
+			acts[ba.Action]++
+			if acts[Nothing] != 1 || acts[ConflictTake] != 1 {
+				t.Fatalf("want one Nothing and one ConflictTake, got %v and %v", ab.Action, ba.Action)
+			}
+		})
 	}
 }
 
