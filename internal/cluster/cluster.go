@@ -90,15 +90,17 @@ type Node struct {
 	c *Cluster
 	// Env is added to this node's environment on its next Start (on top
 	// of the cluster's Env).
-	Env  []string
-	Name string // a, b, c, ...
-	Home string // --home directory
-	Dir  string // the synced folder
-	Addr string // listen address
-	ID   string // node ID
-	Cmd  *exec.Cmd
-	Log  *syncBuf // stdout and stderr of every run
-	exit chan struct{}
+	Env []string
+	// UID and GID, if UID is not 0, run the node as that user.
+	UID, GID uint32
+	Name     string // a, b, c, ...
+	Home     string // --home directory
+	Dir      string // the synced folder
+	Addr     string // listen address
+	ID       string // node ID
+	Cmd      *exec.Cmd
+	Log      *syncBuf // stdout and stderr of every run
+	exit     chan struct{}
 }
 
 type Cluster struct {
@@ -199,6 +201,9 @@ func (n *Node) Start() {
 	cmd := exec.Command(Bin, "run", "--home", n.Home, "--log-level", "debug")
 	cmd.Stdout, cmd.Stderr = n.Log, n.Log
 	cmd.Env = append(append(os.Environ(), n.c.Env...), n.Env...)
+	if n.UID != 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: n.UID, Gid: n.GID}}
+	}
 	fmt.Fprintf(n.Log, "==== start %s\n", time.Now().Format(time.RFC3339Nano))
 	if err := cmd.Start(); err != nil {
 		n.t.Fatalf("%v", err)
@@ -217,6 +222,31 @@ func (n *Node) Kill() {
 	<-n.exit
 	n.Cmd = nil
 	fmt.Fprintf(n.Log, "==== killed %s\n", time.Now().Format(time.RFC3339Nano))
+}
+
+// WaitExit waits up to timeout for the process to exit by itself (for
+// example at a crash point) and reports whether it did.
+func (n *Node) WaitExit(timeout time.Duration) bool {
+	if n.Cmd == nil {
+		return true
+	}
+	select {
+	case <-n.exit:
+		n.Cmd = nil
+		fmt.Fprintf(n.Log, "==== exited by itself %s\n", time.Now().Format(time.RFC3339Nano))
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// Running reports whether the node's process is running.
+func (n *Node) Running() bool { return n.Cmd != nil }
+
+// Status runs `tandem status --json` for the node and returns its output.
+func (n *Node) Status() string {
+	out, _ := exec.Command(Bin, "status", "--home", n.Home, "--json").CombinedOutput()
+	return string(out)
 }
 
 // stop sends SIGTERM and waits for a clean exit.

@@ -70,7 +70,7 @@ type Folder struct {
 	itemErrs   map[string]string
 	ready      bool // initial scan done, marker present
 	lastScan   time.Time
-	retryAfter map[string]time.Time
+	retryAfter map[string]retry
 	stats      Stats
 }
 
@@ -82,6 +82,18 @@ type Stats struct {
 	Conflicts      uint64
 	ScansCompleted uint64
 }
+
+// retry is the backoff state of a failing item.
+type retry struct {
+	at       time.Time
+	attempts int
+}
+
+// Backoff bounds for failing items.
+const (
+	retryMin = 2 * time.Second
+	retryMax = time.Minute
+)
 
 type scanRequest struct {
 	paths []string
@@ -108,7 +120,7 @@ func New(opt Options) *Folder {
 		scanReq:    make(chan scanRequest, 64),
 		state:      "starting",
 		itemErrs:   map[string]string{},
-		retryAfter: map[string]time.Time{},
+		retryAfter: map[string]retry{},
 	}
 }
 

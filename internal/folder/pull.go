@@ -93,7 +93,7 @@ func (f *Folder) plan() (items []item, waiting bool, err error) {
 			f.stMu.Lock()
 			ra := f.retryAfter[p]
 			f.stMu.Unlock()
-			if now.Before(ra) {
+			if now.Before(ra.at) {
 				waiting = true
 				continue
 			}
@@ -223,11 +223,9 @@ func (f *Folder) failed(path string, err error) {
 	f.stMu.Lock()
 	defer f.stMu.Unlock()
 	f.itemErrs[path] = err.Error()
-	back := 2 * time.Second
-	if prev, ok := f.retryAfter[path]; ok {
-		back = min(2*time.Until(prev)+2*time.Second, time.Minute)
-	}
-	f.retryAfter[path] = time.Now().Add(back)
+	r := f.retryAfter[path]
+	back := min(retryMin<<min(r.attempts, 8), retryMax)
+	f.retryAfter[path] = retry{at: time.Now().Add(back), attempts: r.attempts + 1}
 }
 
 // apply carries out one decision.
@@ -337,15 +335,27 @@ func (f *Folder) keepConflictCopy(it item) error {
 		return f.discard(it.path)
 	}
 	stamp := time.Unix(0, loc.MTime).UTC().Format(stampLayout)
-	name := ConflictName(it.path, stamp, shortOf(loc.ModifiedBy))
-	if _, err := f.root.OS().Lstat(name); err == nil {
-		for i := 2; ; i++ {
-			n := fmt.Sprintf("%s.%d", name, i)
-			if _, err := f.root.OS().Lstat(n); err != nil {
-				name = n
+	short := shortOf(loc.ModifiedBy)
+	name := ConflictName(it.path, stamp, short)
+	for i := 2; ; i++ {
+		// A conflict copy that conflicts again can get its own name back
+		// (same second, same node): that name is never free.
+		if name != it.path {
+			held, err := f.holds(name, &loc)
+			if err != nil {
+				return err
+			}
+			if held {
+				// Another node already preserved this very content under
+				// this name (and it reached us): no duplicate copy.
+				f.log.Info("conflict: the local version is already kept as a copy", "path", it.path, "copy", name)
+				return f.discard(it.path)
+			}
+			if _, err := f.root.OS().Lstat(name); errors.Is(err, fs.ErrNotExist) {
 				break
 			}
 		}
+		name = ConflictName(it.path, stamp, fmt.Sprintf("%s.%d", short, i))
 	}
 	if err := f.root.OS().Rename(it.path, name); err != nil {
 		return fmt.Errorf("keep conflict copy %s: %w", name, err)
@@ -375,6 +385,17 @@ func (f *Folder) keepConflictCopy(it item) error {
 		_, err = tx.Put(cp)
 		return err
 	})
+}
+
+// holds reports whether path exists with exactly the content of rec, as
+// the index records it and the disk still shows it.
+func (f *Folder) holds(path string, rec *record.Record) (bool, error) {
+	cur, ok, err := f.get(path)
+	if err != nil || !ok || cur.Deleted || !record.SameContent(&cur, rec) {
+		return false, err
+	}
+	st, ok, err := f.root.Lstat(path)
+	return err == nil && ok && st.Matches(&cur), nil
 }
 
 // shortOf renders the 7-character short form of a node's short ID.

@@ -197,74 +197,86 @@ func TestDecide(t *testing.T) {
 			want:   Decision{Action: Take, Result: *file(2, 1, idA, vA2)},
 		},
 
-		// Concurrent, same content: merge, keep the winner's metadata.
+		// Concurrent, same content: only the loser acts. It adopts the
+		// winner's metadata with the joined vector, which it bumps (Merge);
+		// the winner does nothing.
 		{
 			name:   "concurrent same file, remote newer metadata wins",
 			local:  with(file(1, 10, idA, vA), func(r *record.Record) { r.Mode = 0o600 }),
 			remote: file(1, 20, idB, vB),
-			want:   Decision{Action: Merge, Result: *file(1, 20, idB, vAB)},
+			want:   Decision{Action: Merge, Result: *file(1, 20, idB, vAB), Bump: true},
 		},
 		{
+			// The remote node merges to the local metadata (checked below).
 			name:   "concurrent same file, local newer metadata wins",
 			local:  with(file(1, 30, idA, vA), func(r *record.Record) { r.Mode = 0o600 }),
 			remote: file(1, 20, idB, vB),
-			want:   Decision{Action: Merge, Result: *with(file(1, 30, idA, vAB), func(r *record.Record) { r.Mode = 0o600 })},
+			want:   Decision{Action: Nothing},
 		},
 		{
 			name:   "concurrent same symlink",
 			local:  symlink("t", 10, idA, vA),
 			remote: symlink("t", 20, idB, vB),
-			want:   Decision{Action: Merge, Result: *symlink("t", 20, idB, vAB)},
+			want:   Decision{Action: Merge, Result: *symlink("t", 20, idB, vAB), Bump: true},
 		},
 		{
 			name:   "concurrent both deleted",
 			local:  deleted(record.File, 10, idA, vA),
 			remote: deleted(record.File, 20, idB, vB),
-			want:   Decision{Action: Merge, Result: *deleted(record.File, 20, idB, vAB)},
+			want:   Decision{Action: Merge, Result: *deleted(record.File, 20, idB, vAB), Bump: true},
 		},
 		{
 			name:   "concurrent both deleted, local newer",
 			local:  deleted(record.File, 30, idA, vA),
 			remote: deleted(record.File, 20, idB, vB),
-			want:   Decision{Action: Merge, Result: *deleted(record.File, 30, idA, vAB)},
+			want:   Decision{Action: Nothing},
 		},
 		{
+			// Two deletes are the same content whatever the former types;
+			// the newer one wins, so the dir delete merges to the file one.
 			name:   "concurrent both deleted, different former types",
 			local:  deleted(record.File, 30, idA, vA),
 			remote: deleted(record.Dir, 20, idB, vB),
-			want:   Decision{Action: Merge, Result: *deleted(record.Dir, 20, idB, vAB)},
+			want:   Decision{Action: Nothing},
+		},
+		{
+			name:   "concurrent both deleted, different former types, remote newer",
+			local:  deleted(record.Dir, 20, idB, vB),
+			remote: deleted(record.File, 30, idA, vA),
+			want:   Decision{Action: Merge, Result: *deleted(record.File, 30, idA, vAB), Bump: true},
 		},
 		{
 			name:   "concurrent dirs, different modes, remote newer",
 			local:  dir(0o700, 10, idA, vA),
 			remote: dir(0o755, 20, idB, vB),
-			want:   Decision{Action: Merge, Result: *dir(0o755, 20, idB, vAB)},
+			want:   Decision{Action: Merge, Result: *dir(0o755, 20, idB, vAB), Bump: true},
 		},
 		{
 			name:   "concurrent dirs, different modes, local newer",
 			local:  dir(0o700, 30, idA, vA),
 			remote: dir(0o755, 20, idB, vB),
-			want:   Decision{Action: Merge, Result: *dir(0o700, 30, idA, vAB)},
+			want:   Decision{Action: Nothing},
 		},
 		{
 			name:   "concurrent dirs, same mtime, higher modifier wins (remote)",
 			local:  dir(0o700, 10, idA, vA),
 			remote: dir(0o755, 10, idB, vB),
-			want:   Decision{Action: Merge, Result: *dir(0o755, 10, idB, vAB)},
+			want:   Decision{Action: Merge, Result: *dir(0o755, 10, idB, vAB), Bump: true},
 		},
 		{
 			name:   "concurrent dirs, same mtime, higher modifier wins (local)",
 			local:  dir(0o700, 10, idB, vB),
 			remote: dir(0o755, 10, idA, vA),
-			want:   Decision{Action: Merge, Result: *dir(0o700, 10, idB, vAB)},
+			want:   Decision{Action: Nothing},
 		},
 
-		// Concurrent delete vs edit: the edit wins, whatever the mtimes.
+		// Concurrent delete vs edit: the edit wins, whatever the mtimes; the
+		// deleting side takes it as a new version of its own.
 		{
 			name:   "concurrent local delete, remote edit",
 			local:  deleted(record.File, 30, idA, vA2),
 			remote: file(2, 20, idB, vec(idA, 1, idB, 1)),
-			want:   Decision{Action: Take, Result: *file(2, 20, idB, vec(idA, 1, idB, 1))},
+			want:   Decision{Action: Take, Result: *file(2, 20, idB, vec(idA, 2, idB, 1)), Bump: true},
 		},
 		{
 			name:   "concurrent local edit, remote delete",
@@ -276,7 +288,7 @@ func TestDecide(t *testing.T) {
 			name:   "concurrent local delete, remote dir",
 			local:  deleted(record.File, 30, idA, vA),
 			remote: dir(0o755, 20, idB, vB),
-			want:   Decision{Action: Take, Result: *dir(0o755, 20, idB, vB)},
+			want:   Decision{Action: Take, Result: *dir(0o755, 20, idB, vAB), Bump: true},
 		},
 		{
 			name:   "concurrent local dir, remote delete",
@@ -288,15 +300,16 @@ func TestDecide(t *testing.T) {
 			name:   "concurrent local delete, remote symlink",
 			local:  deleted(record.Symlink, 30, idA, vA),
 			remote: symlink("t", 20, idB, vB),
-			want:   Decision{Action: Take, Result: *symlink("t", 20, idB, vB)},
+			want:   Decision{Action: Take, Result: *symlink("t", 20, idB, vAB), Bump: true},
 		},
 
-		// Concurrent modify/modify: newer mtime, then higher modifier.
+		// Concurrent modify/modify: newer mtime, then higher modifier. The
+		// loser keeps its content as a conflict copy.
 		{
 			name:   "concurrent modify, remote newer",
 			local:  file(1, 10, idB, vB),
 			remote: file(2, 20, idA, vA),
-			want:   Decision{Action: ConflictTake, Result: *file(2, 20, idA, vA)},
+			want:   Decision{Action: ConflictTake, Result: *file(2, 20, idA, vAB), Bump: true},
 		},
 		{
 			name:   "concurrent modify, local newer",
@@ -308,7 +321,7 @@ func TestDecide(t *testing.T) {
 			name:   "concurrent modify, same mtime, remote higher modifier",
 			local:  file(1, 10, idA, vA),
 			remote: file(2, 10, idB, vB),
-			want:   Decision{Action: ConflictTake, Result: *file(2, 10, idB, vB)},
+			want:   Decision{Action: ConflictTake, Result: *file(2, 10, idB, vAB), Bump: true},
 		},
 		{
 			name:   "concurrent modify, same mtime, local higher modifier",
@@ -320,7 +333,7 @@ func TestDecide(t *testing.T) {
 			name:   "concurrent modify after a common base",
 			local:  file(2, 10, idA, vec(idA, 2, idC, 1)),
 			remote: file(3, 11, idB, vec(idA, 1, idB, 1, idC, 1)),
-			want:   Decision{Action: ConflictTake, Result: *file(3, 11, idB, vec(idA, 1, idB, 1, idC, 1))},
+			want:   Decision{Action: ConflictTake, Result: *file(3, 11, idB, vec(idA, 2, idB, 1, idC, 1)), Bump: true},
 		},
 
 		// File vs directory: the directory keeps the name.
@@ -328,7 +341,7 @@ func TestDecide(t *testing.T) {
 			name:   "concurrent local file, remote dir (older)",
 			local:  file(1, 30, idB, vB),
 			remote: dir(0o755, 10, idA, vA),
-			want:   Decision{Action: ConflictTake, Result: *dir(0o755, 10, idA, vA)},
+			want:   Decision{Action: ConflictTake, Result: *dir(0o755, 10, idA, vAB), Bump: true},
 		},
 		{
 			name:   "concurrent local dir, remote file (newer)",
@@ -340,7 +353,7 @@ func TestDecide(t *testing.T) {
 			name:   "concurrent local symlink, remote dir",
 			local:  symlink("t", 30, idB, vB),
 			remote: dir(0o755, 10, idA, vA),
-			want:   Decision{Action: ConflictTake, Result: *dir(0o755, 10, idA, vA)},
+			want:   Decision{Action: ConflictTake, Result: *dir(0o755, 10, idA, vAB), Bump: true},
 		},
 
 		// Symlink vs file and symlink vs symlink: ordinary conflicts.
@@ -348,7 +361,7 @@ func TestDecide(t *testing.T) {
 			name:   "concurrent local file, remote symlink newer",
 			local:  file(1, 10, idA, vA),
 			remote: symlink("t", 20, idB, vB),
-			want:   Decision{Action: ConflictTake, Result: *symlink("t", 20, idB, vB)},
+			want:   Decision{Action: ConflictTake, Result: *symlink("t", 20, idB, vAB), Bump: true},
 		},
 		{
 			name:   "concurrent local symlink newer, remote file",
@@ -360,13 +373,13 @@ func TestDecide(t *testing.T) {
 			name:   "concurrent local symlink, remote file newer",
 			local:  symlink("t", 10, idB, vB),
 			remote: file(1, 20, idA, vA),
-			want:   Decision{Action: ConflictTake, Result: *file(1, 20, idA, vA)},
+			want:   Decision{Action: ConflictTake, Result: *file(1, 20, idA, vAB), Bump: true},
 		},
 		{
 			name:   "concurrent symlinks, different targets",
 			local:  symlink("t1", 10, idA, vA),
 			remote: symlink("t2", 10, idB, vB),
-			want:   Decision{Action: ConflictTake, Result: *symlink("t2", 10, idB, vB)},
+			want:   Decision{Action: ConflictTake, Result: *symlink("t2", 10, idB, vAB), Bump: true},
 		},
 	}
 	for _, tc := range cases {
