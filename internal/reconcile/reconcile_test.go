@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"pgregory.net/rapid"
 
 	"tandem/internal/record"
 	"tandem/internal/version"
@@ -403,14 +404,44 @@ func TestDecide(t *testing.T) {
 			if diff := cmp.Diff(*tc.remote, remote); diff != "" {
 				t.Errorf("Decide changed remote (-before +after):\n%s", diff)
 			}
+			if tc.local != nil && tc.local.Version.Compare(tc.remote.Version) == version.Concurrent {
+				checkOneSideActs(t, tc.local, tc.remote)
+			}
 		})
+	}
+}
+
+// checkOneSideActs checks a concurrent pair from both nodes' points of
+// view: exactly one of them, the loser by Wins, acts, and it adopts the
+// winner's record with the joined vector, to be bumped.
+func checkOneSideActs(t *testing.T, a, b *record.Record) {
+	t.Helper()
+	ab, ba := Decide(a, b), Decide(b, a)
+	if (ab.Action == Nothing) == (ba.Action == Nothing) {
+		t.Fatalf("want exactly one side to act, got %v and %v", ab.Action, ba.Action)
+	}
+	if Wins(a, b) == Wins(b, a) {
+		t.Fatalf("Wins is not antisymmetric: both %v", Wins(a, b))
+	}
+	winner, loser, d := a, b, ba
+	if ba.Action == Nothing {
+		winner, loser, d = b, a, ab
+	}
+	if !Wins(winner, loser) {
+		t.Errorf("the side that acts is not the loser by Wins")
+	}
+	want := *winner
+	want.Version = a.Version.Merge(b.Version)
+	if diff := cmp.Diff(want, d.Result); diff != "" || !d.Bump {
+		t.Errorf("the loser must adopt the winner with the joined vector and bump it (bump %v, -want +got):\n%s", d.Bump, diff)
 	}
 }
 
 // TestDecideTieOnSameModifier covers the last-resort tie break: two
 // concurrent versions with the same mtime and the same last modifier (a
-// node that lost its index). Exactly one side must win, or the two nodes
-// would swap contents forever.
+// node that lost its index). Wins falls back to version.Order, so exactly
+// one side wins, or the two nodes would swap contents forever (or both
+// resolve, each with its own bump, and never agree).
 func TestDecideTieOnSameModifier(t *testing.T) {
 	// IDs that differ only in their low half: Vector.String shows the high
 	// half, so {x:1 y:1} and {x:1 z:1} print alike.
@@ -421,28 +452,73 @@ func TestDecideTieOnSameModifier(t *testing.T) {
 	}{
 		{"distinct vectors", file(1, 10, idA, vec(idA, 2, idC, 1)), file(2, 10, idA, vec(idA, 1, idB, 1))},
 		{"vectors that print alike", file(1, 10, x, vec(x, 1, y, 1)), file(2, 10, x, vec(x, 1, z, 1))},
+		{"same content", file(1, 10, idA, vec(idA, 2, idC, 1)), with(file(1, 10, idA, vec(idA, 1, idB, 1)), func(r *record.Record) { r.Mode = 0o600 })},
 		{"dirs that print alike", dir(0o700, 10, x, vec(x, 1, y, 1)), dir(0o755, 10, x, vec(x, 1, z, 1))},
+		{"deletes of different types", deleted(record.File, 10, idA, vec(idA, 2, idC, 1)), deleted(record.Dir, 10, idA, vec(idA, 1, idB, 1))},
 	}
 	for _, p := range pairs {
 		t.Run(p.name, func(t *testing.T) {
-			if Wins(p.a, p.b) == Wins(p.b, p.a) {
-				t.Fatalf("Wins is not antisymmetric: both %v", Wins(p.a, p.b))
+			if p.a.Version.Compare(p.b.Version) != version.Concurrent {
+				t.Fatalf("test bug: %v and %v are not concurrent", p.a.Version, p.b.Version)
+			}
+			wab, wba := Wins(p.a, p.b), Wins(p.b, p.a)
+			if wab == wba {
+				t.Fatalf("want exactly one winner, Wins(a, b) = Wins(b, a) = %v", wab)
+			}
+			// The tie is broken by the vector order, whichever is greater.
+			if want := version.Order(p.a.Version, p.b.Version) > 0; wab != want {
+				t.Errorf("Wins(a, b) = %v, want %v (version.Order)", wab, want)
 			}
 			ab, ba := Decide(p.a, p.b), Decide(p.b, p.a)
-			if record.SameContent(p.a, p.b) {
-				// Both merge to the same record.
-				if ab.Action != Merge || ba.Action != Merge || !cmp.Equal(ab.Result, ba.Result) {
-					t.Fatalf("want the same merge on both sides, got %+v and %+v", ab, ba)
-				}
-				return
+			acting := Merge
+			if !record.SameContent(p.a, p.b) {
+				acting = ConflictTake
 			}
 			acts := map[Action]int{ab.Action: 1}
 			acts[ba.Action]++
-			if acts[Nothing] != 1 || acts[ConflictTake] != 1 {
-				t.Fatalf("want one Nothing and one ConflictTake, got %v and %v", ab.Action, ba.Action)
+			if acts[Nothing] != 1 || acts[acting] != 1 {
+				t.Fatalf("want one Nothing and one %v, got %v and %v", acting, ab.Action, ba.Action)
 			}
+			checkOneSideActs(t, p.a, p.b)
 		})
 	}
+
+	// Wins is a strict order on concurrent versions: for any two distinct
+	// ones exactly one wins, and it does not depend on which is local.
+	rapid.Check(t, func(t *rapid.T) {
+		ids := []uint64{idA, idB, idC}
+		// Each vector gets a counter of its own (own), so the two are
+		// concurrent.
+		gen := func(label string, own uint64) *record.Record {
+			v := version.Vector{}.Update(own, 0)
+			for _, id := range ids {
+				for range rapid.IntRange(0, 2).Draw(t, label+".count") {
+					v = v.Update(id, 0)
+				}
+			}
+			by := rapid.SampledFrom(ids).Draw(t, label+".by")
+			mt := rapid.Int64Range(1, 2).Draw(t, label+".mtime")
+			switch rapid.IntRange(0, 4).Draw(t, label+".kind") {
+			case 0:
+				return file(rapid.Uint64Range(1, 2).Draw(t, label+".content"), mt, by, v)
+			case 1:
+				return symlink("t", mt, by, v)
+			case 2:
+				return dir(0o755, mt, by, v)
+			case 3:
+				return deleted(record.File, mt, by, v)
+			}
+			return deleted(record.Dir, mt, by, v)
+		}
+		a, b := gen("a", 0xd000000000000004), gen("b", 0xe000000000000005)
+		if Wins(a, b) == Wins(b, a) {
+			t.Fatalf("Wins(a, b) = Wins(b, a) = %v for %+v / %+v", Wins(a, b), *a, *b)
+		}
+		ab, ba := Decide(a, b), Decide(b, a)
+		if (ab.Action == Nothing) == (ba.Action == Nothing) {
+			t.Fatalf("want exactly one side to act, got %v and %v for %+v / %+v", ab.Action, ba.Action, *a, *b)
+		}
+	})
 }
 
 // TestDecideSymmetric checks, for pairs of concurrent versions, that the two
@@ -463,10 +539,15 @@ func TestDecideSymmetric(t *testing.T) {
 			return deleted(record.Dir, mt, by, v)
 		},
 	}
-	apply := func(local, remote *record.Record) *record.Record {
+	// apply handles remote on node me as a node does, bumping its own
+	// counter when it resolves a concurrency.
+	apply := func(me uint64, local, remote *record.Record) *record.Record {
 		d := Decide(local, remote)
 		if d.Action == Nothing {
 			return local
+		}
+		if d.Bump {
+			d.Result.Version = d.Result.Version.Update(me, 0)
 		}
 		return &d.Result
 	}
@@ -477,9 +558,18 @@ func TestDecideSymmetric(t *testing.T) {
 				// Node 1 holds a, node 2 holds b; they exchange until quiet.
 				n1, n2 := a, b
 				for range 4 {
-					n1, n2 = apply(n1, n2), apply(n2, n1)
+					n1, n2 = apply(idA, n1, n2), apply(idB, n2, n1)
 				}
-				if n1.Version.Compare(n2.Version) != version.Equal || !record.SameContent(n1, n2) || !record.SameMeta(n1, n2, true) {
+				// Both end with the winner's record.
+				w := a
+				if Wins(b, a) {
+					w = b
+				}
+				if !record.SameContent(n1, w) || !record.SameMeta(n1, w, true) || n1.ModifiedBy != w.ModifiedBy {
+					t.Errorf("kinds %d/%d mtimes %v: result is not the winner:\n%+v\n%+v", i, j, mts, *n1, *w)
+				}
+				if n1.Version.Compare(n2.Version) != version.Equal || !record.SameContent(n1, n2) ||
+					!record.SameMeta(n1, n2, true) || n1.ModifiedBy != n2.ModifiedBy {
 					t.Errorf("kinds %d/%d mtimes %v: nodes differ:\n%+v\n%+v", i, j, mts, *n1, *n2)
 				}
 			}
