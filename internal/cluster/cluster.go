@@ -41,6 +41,10 @@ func Build(dir string, race bool) error {
 	if err != nil {
 		return err
 	}
+	// Tests may run nodes as an unprivileged user: they must reach it.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
 	Bin = filepath.Join(dir, "tandem")
 	args := []string{"build", "-o", Bin}
 	if race {
