@@ -78,6 +78,7 @@ type benchCase struct {
 
 var cases = []benchCase{
 	{"latency", latency},
+	{"smallfiles", smallFiles},
 }
 
 func main() {

@@ -244,6 +244,26 @@ func (n *Node) WaitExit(timeout time.Duration) bool {
 	}
 }
 
+// PeakRSS returns the node process's peak resident memory in bytes
+// (VmHWM), or 0 if it is not running.
+func (n *Node) PeakRSS() int64 {
+	if n.Cmd == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.Cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
 // Running reports whether the node's process is running.
 func (n *Node) Running() bool { return n.Cmd != nil }
 

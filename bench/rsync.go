@@ -1,0 +1,68 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"tandem/internal/cluster"
+)
+
+// rsyncd is an rsync daemon on loopback with one writable module.
+type rsyncd struct {
+	addr string
+	dest string
+	cmd  *exec.Cmd
+}
+
+func startRsyncd(t *tb) *rsyncd {
+	if _, err := exec.LookPath("rsync"); err != nil {
+		t.Fatalf("rsync is not installed (apt-get install rsync): %v", err)
+	}
+	dir := t.TempDir()
+	r := &rsyncd{dest: filepath.Join(dir, "dest")}
+	if err := os.MkdirAll(r.dest, 0o755); err != nil {
+		t.Fatalf("%v", err)
+	}
+	addr := cluster.FreeAddr(t)
+	port := addr[strings.LastIndexByte(addr, ':')+1:]
+	conf := filepath.Join(dir, "rsyncd.conf")
+	body := fmt.Sprintf("use chroot = no\nuid = root\ngid = root\npid file = %s/pid\n[dest]\npath = %s\nread only = no\n", dir, r.dest)
+	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+		t.Fatalf("%v", err)
+	}
+	r.addr = "127.0.0.1:" + port
+	r.cmd = exec.Command("rsync", "--daemon", "--no-detach", "--address=127.0.0.1", "--port="+port, "--config="+conf)
+	if err := r.cmd.Start(); err != nil {
+		t.Fatalf("start rsync daemon: %v", err)
+	}
+	t.Cleanup(func() { r.cmd.Process.Kill(); r.cmd.Wait() })
+	cluster.WaitFor(t, 10*time.Second, "rsync daemon", func() (bool, string) {
+		err := exec.Command("rsync", "rsync://"+r.addr+"/").Run()
+		return err == nil, fmt.Sprint(err)
+	})
+	return r
+}
+
+// push runs `rsync <args> src/ rsync://addr/dest/` and returns its time.
+func (r *rsyncd) push(t *tb, src string, args ...string) time.Duration {
+	all := append(append([]string{}, args...), src+"/", "rsync://"+r.addr+"/dest/")
+	start := time.Now()
+	out, err := exec.Command("rsync", all...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("rsync %v: %v\n%s", all, err, out)
+	}
+	return time.Since(start)
+}
+
+func (r *rsyncd) clear(t *tb) {
+	if err := os.RemoveAll(r.dest); err != nil {
+		t.Fatalf("%v", err)
+	}
+	if err := os.MkdirAll(r.dest, 0o755); err != nil {
+		t.Fatalf("%v", err)
+	}
+}

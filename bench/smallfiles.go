@@ -1,0 +1,115 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"tandem/internal/cluster"
+)
+
+// makeSmallFiles writes n files of 1-16 KiB spread over 200 directories.
+func makeSmallFiles(t *tb, dir string, n int, seed uint64) int64 {
+	r := rand.New(rand.NewPCG(seed, 1))
+	var total int64
+	buf := make([]byte, 16<<10)
+	for i := range n {
+		d := filepath.Join(dir, fmt.Sprintf("dir%03d", i%200))
+		if i < 200 {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Fatalf("%v", err)
+			}
+		}
+		size := 1<<10 + r.IntN(15<<10)
+		for j := range size {
+			buf[j] = byte(r.Uint32() % 64) // compressible-ish like text
+		}
+		if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("file%05d.dat", i)), buf[:size], 0o644); err != nil {
+			t.Fatalf("%v", err)
+		}
+		total += int64(size)
+	}
+	return total
+}
+
+// waitCount waits until dir holds want regular files (ignoring .tandem).
+func waitCount(t *tb, dir string, want int, timeout time.Duration) {
+	cluster.WaitFor(t, timeout, "files on the receiver", func() (bool, string) {
+		n := 0
+		filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() && d.Name() == ".tandem" {
+				return filepath.SkipDir
+			}
+			if err == nil && d.Type().IsRegular() {
+				n++
+			}
+			return nil
+		})
+		return n >= want, fmt.Sprintf("%d of %d", n, want)
+	})
+}
+
+func smallFiles(t *tb, full bool) []row {
+	n := 2000
+	if full {
+		n = 20000
+	}
+	var rows []row
+	// rsync -a of the same tree to an rsync daemon on loopback.
+	src := filepath.Join(t.TempDir(), "src")
+	bytes := makeSmallFiles(t, src, n, 1)
+	rd := startRsyncd(t)
+	rsyncTime := rd.push(t, src, "-a")
+
+	// tandem, files present on a when both nodes start.
+	c := cluster.New(t, 2)
+	a, b := c.Nodes[0], c.Nodes[1]
+	if err := os.Remove(a.Dir); err != nil {
+		t.Fatalf("%v", err)
+	}
+	if err := os.Rename(src, a.Dir); err != nil {
+		t.Fatalf("%v", err)
+	}
+	start := time.Now()
+	c.Start()
+	waitCount(t, b.Dir, n, 30*time.Minute)
+	initial := time.Since(start)
+	c.Converged(5 * time.Minute)
+	rows = append(rows, row{name: fmt.Sprintf("%d small files, present at start", n), tandem: secs(initial), rsync: secs(rsyncTime),
+		ratio: ratio(initial, rsyncTime), rss: rssOf(c), note: fmt.Sprintf("%.0f MiB", float64(bytes)/(1<<20))})
+
+	// tandem, files created on a while both run (a fresh cluster).
+	c2 := cluster.New(t, 2)
+	c2.Start()
+	c2.Connected(time.Minute)
+	start = time.Now()
+	makeSmallFiles(t, c2.Nodes[0].Dir, n, 2)
+	waitCount(t, c2.Nodes[1].Dir, n, 30*time.Minute)
+	live := time.Since(start)
+	c2.Converged(5 * time.Minute)
+	// rsync of the same amount, created then pushed.
+	src2 := filepath.Join(t.TempDir(), "src2")
+	rd.clear(t)
+	start = time.Now()
+	makeSmallFiles(t, src2, n, 2)
+	rd.push(t, src2, "-a")
+	rsyncLive := time.Since(start)
+	rows = append(rows, row{name: fmt.Sprintf("%d small files, created while running", n), tandem: secs(live), rsync: secs(rsyncLive),
+		ratio: ratio(live, rsyncLive), rss: rssOf(c2), note: "both include creating the files"})
+	return rows
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+
+func ratio(a, b time.Duration) string { return fmt.Sprintf("%.2f", float64(a)/float64(b)) }
+
+// rssOf reports the peak RSS of the cluster's nodes.
+func rssOf(c *cluster.Cluster) string {
+	var peak int64
+	for _, nd := range c.Nodes {
+		peak = max(peak, nd.PeakRSS())
+	}
+	return fmt.Sprintf("%.0f MiB", float64(peak)/(1<<20))
+}
