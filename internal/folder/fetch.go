@@ -121,9 +121,7 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	if err := out.Sync(); err != nil {
-		return "", fmt.Errorf("fsync temporary file: %w", err)
-	}
+	// Not fsynced here: placeBatch makes a whole batch durable at once.
 	ok = true
 	return name, nil
 }
@@ -223,28 +221,47 @@ func (f *Folder) recover() error {
 		return err
 	}
 	for _, r := range pend {
-		it := item{path: r.Path}
 		st, ok, err := f.root.Lstat(r.Path)
 		match := false
 		switch {
 		case r.Deleted:
 			match = errors.Is(err, os.ErrNotExist)
-		case err == nil && ok && st.Type == r.Type && r.Type == record.File && st.Size == r.Size:
+		case err != nil || !ok || st.Type != r.Type:
+		case r.Type == record.Dir:
+			match = true
+		case r.Type == record.File && st.Size == r.Size:
 			bl, size, herr := f.hashFile(r.Path)
 			cur := record.Record{Type: record.File, Size: size, Blocks: bl}
 			match = herr == nil && record.SameContent(&cur, &r)
-		case err == nil && ok && r.Type == record.Symlink && st.Type == record.Symlink:
+		case r.Type == record.Symlink:
 			t, _ := f.root.OS().Readlink(r.Path)
 			match = t == r.Target
 		}
-		if match {
-			f.log.Info("completing a transfer interrupted by a crash", "path", r.Path)
-			if err := f.commitApplied(it, r); err != nil {
+		err = f.idx.Update(func(tx *index.Tx) error {
+			if !match {
+				return tx.ClearPending(r.Path)
+			}
+			f.log.Info("completing a change interrupted by a crash", "path", r.Path)
+			rec := r
+			if !r.Deleted {
+				if err := f.root.SetMeta(r.Path, &rec, f.withOwner); err != nil {
+					return err
+				}
+				st, _, err := f.root.Lstat(r.Path)
+				if err != nil {
+					return err
+				}
+				rec.Inode, rec.CTime = st.Inode, st.CTime
+			}
+			if _, err := tx.Put(rec); err != nil {
 				return err
 			}
-			continue
-		}
-		if err := f.idx.Update(func(tx *index.Tx) error { return tx.ClearPending(r.Path) }); err != nil {
+			if err := tx.ClearPending(r.Path); err != nil {
+				return err
+			}
+			return tx.ClearNeed(r.Path)
+		})
+		if err != nil {
 			return err
 		}
 	}

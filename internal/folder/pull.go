@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"tandem/internal/crashpoint"
 	"tandem/internal/identity"
 	"tandem/internal/index"
@@ -166,8 +168,10 @@ func needsContent(it *item) bool {
 }
 
 // execute applies planned items: directories first (shallow to deep), then
-// files and symlinks in parallel, then deletions (deep to shallow), so that
-// a rename finds its blocks at the old name before that name is deleted.
+// files and symlinks, then deletions (deep to shallow), so that a rename
+// finds its blocks at the old name before that name is deleted. Files are
+// fetched in parallel and put in place in batches, so that a thousand
+// small files cost a few fsyncs, not thousands.
 func (f *Folder) execute(ctx context.Context, items []item) (progress bool) {
 	var dirs, files, dels []item
 	for _, it := range items {
@@ -182,40 +186,103 @@ func (f *Folder) execute(ctx context.Context, items []item) (progress bool) {
 	}
 	sort.Slice(dirs, func(i, j int) bool { return dirs[i].path < dirs[j].path })
 	sort.Slice(dels, func(i, j int) bool { return dels[i].path > dels[j].path })
-	var mu sync.Mutex
-	run := func(it item) {
-		err := f.apply(ctx, it)
-		mu.Lock()
-		defer mu.Unlock()
-		switch {
-		case err == nil:
-			progress = true
-			f.setItemErr(it.path, nil)
-		case errors.Is(err, errDefer):
-		default:
-			if ctx.Err() != nil {
-				return
+
+	prepareAll := func(its []item) []*job {
+		var out []*job
+		for _, it := range its {
+			if j := f.prepareOrFail(ctx, it); j != nil {
+				out = append(out, j)
 			}
-			f.failed(it.path, err)
+		}
+		return out
+	}
+	if f.placeBatch(prepareAll(dirs)) {
+		progress = true
+	}
+
+	ready := make(chan *job, fetchWorkers)
+	go func() {
+		defer close(ready)
+		sem := make(chan struct{}, fetchWorkers)
+		var wg sync.WaitGroup
+		for _, it := range files {
+			if ctx.Err() != nil {
+				break
+			}
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				if j := f.prepareOrFail(ctx, it); j != nil {
+					ready <- j
+				}
+			})
+		}
+		wg.Wait()
+	}()
+	for j := range ready {
+		batch := []*job{j}
+	drain:
+		for len(batch) < placeBatchMax {
+			select {
+			case j, ok := <-ready:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, j)
+			default:
+				break drain
+			}
+		}
+		if f.placeBatch(batch) {
+			progress = true
 		}
 	}
-	for _, it := range dirs {
-		run(it)
-	}
-	sem := make(chan struct{}, 4)
-	var wg sync.WaitGroup
-	for _, it := range files {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			run(it)
-		})
-	}
-	wg.Wait()
+
 	for _, it := range dels {
-		run(it)
+		// Deletions go one directory level at a time would be finer; one
+		// at a time keeps "deepest first" exact for directory removal.
+		if f.placeBatch(prepareAll([]item{it})) {
+			progress = true
+		}
 	}
 	return progress
+}
+
+const (
+	fetchWorkers  = 16
+	placeBatchMax = 512
+)
+
+// job is an item prepared for placing.
+type job struct {
+	item
+	r   record.Record // the record to store, version bumped if resolving
+	tmp string        // prepared temporary file or link, if any
+	// set while placing:
+	placed  bool // the filesystem now matches r
+	handled bool // committed by its own path (directory kept alive)
+	err     error
+}
+
+// prepareOrFail prepares an item, recording a failure if it cannot be.
+func (f *Folder) prepareOrFail(ctx context.Context, it item) *job {
+	j, err := f.prepare(ctx, it)
+	if err != nil {
+		f.outcome(ctx, it.path, err)
+		return nil
+	}
+	return j
+}
+
+// outcome records the result of one item.
+func (f *Folder) outcome(ctx context.Context, path string, err error) {
+	switch {
+	case err == nil:
+		f.setItemErr(path, nil)
+	case errors.Is(err, errDefer), ctx.Err() != nil:
+	default:
+		f.failed(path, err)
+	}
 }
 
 func (f *Folder) failed(path string, err error) {
@@ -228,64 +295,222 @@ func (f *Folder) failed(path string, err error) {
 	f.retryAfter[path] = retry{at: time.Now().Add(back), attempts: r.attempts + 1}
 }
 
-// apply carries out one decision.
-func (f *Folder) apply(ctx context.Context, it item) error {
+// prepare does the work of an item that needs no lock: it computes the
+// record to store and, for a file, assembles its content in a temporary
+// file (fetched or copied from local blocks, not yet fsynced).
+func (f *Folder) prepare(ctx context.Context, it item) (*job, error) {
 	r := it.dec.Result
 	r.Path = it.path
 	if it.dec.Bump {
 		// This node resolves a concurrency: the result is its own version.
 		r.Version = r.Version.Update(f.meShort, uint64(f.opt.Now().Unix()))
 	}
-	if err := f.root.CheckParents(it.path); err != nil {
+	j := &job{item: it, r: r}
+	if err := f.root.CheckParents(it.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if r.Deleted || it.dec.Action == reconcile.Merge {
+		return j, nil
+	}
+	switch r.Type {
+	case record.File:
+		tmp, err := f.fetchFile(ctx, &r, it.sources)
+		if err != nil {
+			return nil, err
+		}
+		j.tmp = tmp
+	case record.Symlink:
+		tmp := f.tmpName()
+		if err := os.Symlink(r.Target, tmp); err != nil {
+			return nil, fmt.Errorf("create symlink for %s: %w", f.root.Abs(it.path), err)
+		}
+		j.tmp = tmp
+	}
+	return j, nil
+}
+
+// placeBatch puts prepared jobs in place and commits them:
+//
+//  1. under the folder lock, each target is checked against the index;
+//  2. one syncfs makes the temporary files durable;
+//  3. one transaction records every job as pending;
+//  4. the filesystem operations (rename into place, mkdir, move to trash);
+//  5. one syncfs makes the renames durable;
+//  6. one transaction stores the new records and clears the work items.
+//
+// A crash anywhere leaves either the old state or a pending record that
+// start-up recovery resolves by looking at the disk. It reports whether any
+// job completed.
+func (f *Folder) placeBatch(jobs []*job) (progress bool) {
+	if len(jobs) == 0 {
+		return false
+	}
+	defer func() {
+		for _, j := range jobs {
+			if j.tmp != "" {
+				os.Remove(j.tmp)
+			}
+		}
+	}()
+	f.mu.Lock()
+	live := jobs[:0:0]
+	for _, j := range jobs {
+		if err := f.verifyUnchanged(j.item); err != nil {
+			j.err = err
+			continue
+		}
+		if j.dec.Action == reconcile.ConflictTake {
+			if err := f.keepConflictCopy(j.item); err != nil {
+				j.err = err
+				continue
+			}
+			j.local = nil
+		}
+		live = append(live, j)
+	}
+	err := f.placeLocked(live)
+	f.mu.Unlock()
+	if err != nil {
+		for _, j := range live {
+			if j.err == nil && !j.handled {
+				j.err = err
+			}
+		}
+	}
+	ctx := context.Background()
+	for _, j := range jobs {
+		f.outcome(ctx, j.path, j.err)
+		if j.err == nil {
+			progress = true
+		}
+	}
+	if progress {
+		f.opt.Changed()
+	}
+	return progress
+}
+
+func (f *Folder) placeLocked(jobs []*job) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	needSync := false
+	for _, j := range jobs {
+		needSync = needSync || j.tmp != ""
+	}
+	if needSync {
+		if err := f.syncFS(); err != nil {
+			return err
+		}
+	}
+	if err := f.idx.Update(func(tx *index.Tx) error {
+		for _, j := range jobs {
+			if err := tx.SetPending(j.r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	crashpoint.Hit(crashpoint.ApplyAfterPending)
+	for _, j := range jobs {
+		j.err = f.placeOne(j)
+	}
+	if err := f.syncFS(); err != nil {
+		return err
+	}
+	crashpoint.Hit(crashpoint.ApplyAfterRename)
+	applied := 0
+	err := f.idx.Update(func(tx *index.Tx) error {
+		for _, j := range jobs {
+			if j.err != nil || j.handled {
+				if err := tx.ClearPending(j.path); err != nil {
+					return err
+				}
+				continue
+			}
+			r := j.r
+			if !r.Deleted {
+				st, ok, err := f.root.Lstat(j.path)
+				if err != nil || !ok {
+					j.err = fmt.Errorf("stat %s after applying: %v", f.root.Abs(j.path), err)
+					if err := tx.ClearPending(j.path); err != nil {
+						return err
+					}
+					continue
+				}
+				r.Inode, r.CTime = st.Inode, st.CTime
+			}
+			if _, err := tx.Put(r); err != nil {
+				return err
+			}
+			if err := tx.ClearPending(r.Path); err != nil {
+				return err
+			}
+			if err := tx.ClearNeed(r.Path); err != nil {
+				return err
+			}
+			applied++
+			f.log.Debug("applied remote version", "path", r.Path, "action", j.dec.Action, "deleted", r.Deleted, "version", r.Version)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	crashpoint.Hit(crashpoint.ApplyAfterCommit)
+	f.stMu.Lock()
+	f.stats.FilesApplied += uint64(applied)
+	f.stMu.Unlock()
+	return nil
+}
+
+// placeOne makes the disk match j.r. Caller holds f.mu.
+func (f *Folder) placeOne(j *job) error {
+	r := &j.r
+	if err := f.root.CheckParents(j.path); err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 		if r.Deleted {
-			return f.commitApplied(it, r)
+			return nil // already gone with its parent
 		}
-		if err := f.mkParents(it.path); err != nil {
+		if err := f.mkParents(j.path); err != nil {
 			return err
 		}
-	}
-	// Fetch file content before taking the lock: a slow transfer must not
-	// block scans.
-	var tmp string
-	if !r.Deleted && r.Type == record.File && it.dec.Action != reconcile.Merge {
-		var err error
-		tmp, err = f.fetchFile(ctx, &r, it.sources)
-		if err != nil {
-			return err
-		}
-		defer os.Remove(tmp)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.verifyUnchanged(it); err != nil {
-		return err
-	}
-	switch it.dec.Action {
-	case reconcile.Merge:
-		if !r.Deleted {
-			if err := f.root.SetMeta(it.path, &r, f.withOwner); err != nil {
-				return err
-			}
-		}
-		return f.commitApplied(it, r)
-	case reconcile.ConflictTake:
-		if err := f.keepConflictCopy(it); err != nil {
-			return err
-		}
-		it.local = nil
 	}
 	switch {
+	case j.dec.Action == reconcile.Merge:
+		if r.Deleted {
+			return nil
+		}
+		return f.root.SetMeta(j.path, r, f.withOwner)
 	case r.Deleted:
-		return f.applyDelete(it, r)
+		return f.removeForDelete(j)
 	case r.Type == record.Dir:
-		return f.applyDir(it, r)
-	case r.Type == record.Symlink:
-		return f.applySymlink(it, r)
+		if err := f.removeForType(j.item, record.Dir); err != nil {
+			return err
+		}
+		if err := f.root.OS().Mkdir(j.path, os.FileMode(r.Mode&0o777)|0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("create directory %s: %w", f.root.Abs(j.path), err)
+		}
+		return f.root.SetMeta(j.path, r, f.withOwner)
 	default:
-		return f.applyFile(it, r, tmp)
+		if err := f.removeForType(j.item, r.Type); err != nil {
+			return err
+		}
+		if err := f.keepBeforeOverwrite(j.path); err != nil {
+			return err
+		}
+		if err := setMetaAbs(j.tmp, r, f.withOwner); err != nil {
+			return err
+		}
+		if err := os.Rename(j.tmp, f.root.Abs(j.path)); err != nil {
+			return fmt.Errorf("rename into %s: %w", f.root.Abs(j.path), err)
+		}
+		j.tmp = ""
+		return nil
 	}
 }
 
@@ -407,64 +632,67 @@ func shortOf(id uint64) string {
 	return full.Short()
 }
 
-func (f *Folder) applyDelete(it item, r record.Record) error {
-	st, ok, err := f.root.Lstat(it.path)
+// removeForDelete carries out a remote delete: files and links go to the
+// trash, directories are removed if empty.
+func (f *Folder) removeForDelete(j *job) error {
+	st, ok, err := f.root.Lstat(j.path)
 	switch {
-	case err == nil && ok && st.Type == record.Dir:
-		if err := f.root.OS().Remove(it.path); err != nil {
-			if isNotEmpty(err) {
-				return f.dirNotEmpty(it, r)
-			}
-			return fmt.Errorf("delete %s: %w", f.root.Abs(it.path), err)
-		}
-	case err == nil && ok:
-		if err := f.discard(it.path); err != nil {
-			return err
-		}
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
 		return err
-	}
-	if err == nil {
-		if err := f.root.SyncDir(it.path); err != nil {
+	case ok && st.Type == record.Dir:
+		if err := f.root.OS().Remove(j.path); err != nil {
+			if isNotEmpty(err) {
+				return f.dirNotEmpty(j)
+			}
+			return fmt.Errorf("delete %s: %w", f.root.Abs(j.path), err)
+		}
+	case ok:
+		if err := f.discard(j.path); err != nil {
 			return err
 		}
-		crashpoint.Hit(crashpoint.DeleteAfterRemove)
 	}
-	return f.commitApplied(it, r)
+	crashpoint.Hit(crashpoint.DeleteAfterRemove)
+	return nil
 }
 
 // dirNotEmpty handles a remote delete of a directory that still has
 // entries here. If deletions below it are still queued, it waits for them.
 // Otherwise the entries are things the deleter never saw, so the
 // directory stays and gets a new version that supersedes the delete.
-func (f *Folder) dirNotEmpty(it item, r record.Record) error {
+func (f *Folder) dirNotEmpty(j *job) error {
 	pendingBelow := false
 	_ = f.idx.View(func(tx *index.Tx) error {
-		pendingBelow = tx.HasNeedPrefix(it.path + "/")
+		pendingBelow = tx.HasNeedPrefix(j.path + "/")
 		return nil
 	})
 	if pendingBelow {
 		return errDefer
 	}
-	st, _, err := f.root.Lstat(it.path)
+	st, _, err := f.root.Lstat(j.path)
 	if err != nil {
 		return err
 	}
-	f.requestScan([]string{it.path}, false)
-	defer f.opt.Changed()
-	return f.idx.Update(func(tx *index.Tx) error {
-		cur, _, err := tx.Get(it.path)
+	f.requestScan([]string{j.path}, false)
+	err = f.idx.Update(func(tx *index.Tx) error {
+		cur, _, err := tx.Get(j.path)
 		if err != nil {
 			return err
 		}
-		keep := record.Record{Path: it.path, Type: record.Dir, Mode: st.Mode, MTime: st.MTime, UID: st.UID, GID: st.GID,
+		keep := record.Record{Path: j.path, Type: record.Dir, Mode: st.Mode, MTime: st.MTime, UID: st.UID, GID: st.GID,
 			Inode: st.Inode, CTime: st.CTime, ModifiedBy: f.meShort,
-			Version: cur.Version.Merge(r.Version).Update(f.meShort, uint64(f.opt.Now().Unix()))}
+			Version: cur.Version.Merge(j.r.Version).Update(f.meShort, uint64(f.opt.Now().Unix()))}
 		if _, err := tx.Put(keep); err != nil {
 			return err
 		}
-		return tx.ClearNeed(it.path)
+		return tx.ClearNeed(j.path)
 	})
+	if err == nil {
+		j.handled = true
+		f.log.Info("kept a directory deleted remotely: it holds entries the deleter never saw", "path", j.path)
+	}
+	return err
 }
 
 func isNotEmpty(err error) bool {
@@ -499,90 +727,15 @@ func (f *Folder) removeForType(it item, want record.Type) error {
 	return nil
 }
 
-func (f *Folder) applyDir(it item, r record.Record) error {
-	if err := f.removeForType(it, record.Dir); err != nil {
-		return err
-	}
-	if err := f.root.OS().Mkdir(it.path, os.FileMode(r.Mode&0o777)|0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("create directory %s: %w", f.root.Abs(it.path), err)
-	}
-	if err := f.root.SetMeta(it.path, &r, f.withOwner); err != nil {
-		return err
-	}
-	return f.commitApplied(it, r)
-}
-
-func (f *Folder) applySymlink(it item, r record.Record) error {
-	if err := f.removeForType(it, record.Symlink); err != nil {
-		return err
-	}
-	tmp := f.tmpName()
-	if err := os.Symlink(r.Target, tmp); err != nil {
-		return fmt.Errorf("create symlink %s: %w", f.root.Abs(it.path), err)
-	}
-	defer os.Remove(tmp)
-	return f.renameIntoPlace(it, r, tmp)
-}
-
-func (f *Folder) applyFile(it item, r record.Record, tmp string) error {
-	if err := f.removeForType(it, record.File); err != nil {
-		return err
-	}
-	return f.renameIntoPlace(it, r, tmp)
-}
-
-// renameIntoPlace atomically replaces the path with the prepared tmp file
-// or link. The pending marker makes a crash between the rename and the
-// index commit recognisable at start-up.
-func (f *Folder) renameIntoPlace(it item, r record.Record, tmp string) error {
-	if err := setMetaAbs(tmp, &r, f.withOwner); err != nil {
-		return err
-	}
-	if err := f.keepBeforeOverwrite(it.path); err != nil {
-		return err
-	}
-	if err := f.idx.Update(func(tx *index.Tx) error { return tx.SetPending(r) }); err != nil {
-		return err
-	}
-	crashpoint.Hit(crashpoint.ApplyAfterPending)
-	if err := os.Rename(tmp, f.root.Abs(it.path)); err != nil {
-		_ = f.idx.Update(func(tx *index.Tx) error { return tx.ClearPending(r.Path) })
-		return fmt.Errorf("rename into %s: %w", f.root.Abs(it.path), err)
-	}
-	if err := f.root.SyncDir(it.path); err != nil {
-		return err
-	}
-	crashpoint.Hit(crashpoint.ApplyAfterRename)
-	return f.commitApplied(it, r)
-}
-
-// commitApplied stores r as the local record of the path, with the stat
-// cache of what is now on disk, and clears the work item.
-func (f *Folder) commitApplied(it item, r record.Record) error {
-	if !r.Deleted {
-		st, ok, err := f.root.Lstat(it.path)
-		if err != nil || !ok {
-			return fmt.Errorf("stat %s after applying: %v", f.root.Abs(it.path), err)
-		}
-		r.Inode, r.CTime = st.Inode, st.CTime
-	}
-	err := f.idx.Update(func(tx *index.Tx) error {
-		if _, err := tx.Put(r); err != nil {
-			return err
-		}
-		if err := tx.ClearPending(r.Path); err != nil {
-			return err
-		}
-		return tx.ClearNeed(r.Path)
-	})
+// syncFS makes everything written to the folder's filesystem durable.
+func (f *Folder) syncFS() error {
+	d, err := os.Open(f.cfg.Path)
 	if err != nil {
 		return err
 	}
-	crashpoint.Hit(crashpoint.ApplyAfterCommit)
-	f.stMu.Lock()
-	f.stats.FilesApplied++
-	f.stMu.Unlock()
-	f.log.Debug("applied remote version", "path", r.Path, "action", it.dec.Action, "deleted", r.Deleted, "version", r.Version)
-	f.opt.Changed()
+	defer d.Close()
+	if err := unix.Syncfs(int(d.Fd())); err != nil {
+		return fmt.Errorf("syncfs %s: %w", f.cfg.Path, err)
+	}
 	return nil
 }

@@ -370,7 +370,10 @@ func TestReceiverKilledMidTransfer(t *testing.T) {
 	c.Connected(settle)
 	data := randomData(64<<20, 3)
 	want := sha256.Sum256(data)
-	must(t, os.WriteFile(a.Path("big.bin"), data, 0o644))
+	// Appear on a atomically, so the first version b sees is the whole file.
+	staged := filepath.Join(a.Dir, ".tandem", "staged.bin")
+	must(t, os.WriteFile(staged, data, 0o644))
+	must(t, os.Rename(staged, a.Path("big.bin")))
 	// Kill b as soon as a temporary file of the transfer exists.
 	tmp := filepath.Join(b.Dir, ".tandem", "tmp")
 	cluster.WaitFor(t, settle, "transfer to start on b", func() (bool, string) {
