@@ -29,7 +29,11 @@ func (f *Folder) fullScan(ctx context.Context) error {
 	if err := f.markerOK(); err != nil {
 		return err
 	}
-	err := f.scanDir(ctx, "", true)
+	b := &scanBatch{}
+	err := f.scanDir(ctx, "", true, b)
+	if err == nil {
+		err = f.flush(b)
+	}
 	if err == nil {
 		f.stMu.Lock()
 		f.lastScan = f.opt.Now()
@@ -45,6 +49,7 @@ func (f *Folder) scanPaths(ctx context.Context, paths []string) error {
 		return err
 	}
 	sort.Strings(paths)
+	b := &scanBatch{}
 	var prev string
 	for _, p := range paths {
 		if p == prev || record.ValidName(p) != nil {
@@ -54,28 +59,43 @@ func (f *Folder) scanPaths(ctx context.Context, paths []string) error {
 		if err := ctx.Err(); err != nil {
 			return nil
 		}
-		if err := f.scanPath(ctx, p); err != nil {
+		if err := f.scanPath(ctx, p, b); err != nil {
 			return err
 		}
 	}
-	return nil
+	return f.flush(b)
 }
+
+// scanBatch collects what a scan found, to commit it in few transactions.
+type scanBatch struct {
+	cands []candidate
+	gone  []string
+}
+
+// candidate is the new state of a path, read while its stat was pre.
+type candidate struct {
+	pre fsutil.Stat
+	cur record.Record
+}
+
+const scanBatchMax = 1000
 
 // scanPath brings the index in line with one path. A directory that is new
 // to the index is walked whole; for a known one, its direct children are
 // checked for deletions.
-func (f *Folder) scanPath(ctx context.Context, rel string) error {
+func (f *Folder) scanPath(ctx context.Context, rel string, b *scanBatch) error {
 	if err := f.root.CheckParents(rel); err != nil {
-		// The parent vanished or became something else; the parent's own
-		// event (or the deletion sweep below it) handles the subtree.
+		// The parent vanished or became something else; everything below
+		// it is gone from here.
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fsutil.ErrSymlinkParent) {
-			return f.markDeleted(rel)
+			b.gone = append(b.gone, rel)
 		}
 		return nil
 	}
 	st, ok, err := f.root.Lstat(rel)
 	if errors.Is(err, fs.ErrNotExist) {
-		return f.markDeleted(rel)
+		b.gone = append(b.gone, rel)
+		return nil
 	}
 	if err != nil {
 		f.setItemErr(rel, err)
@@ -88,11 +108,9 @@ func (f *Folder) scanPath(ctx context.Context, rel string) error {
 	if err != nil {
 		return err
 	}
-	if err := f.updateOne(rel, st, old, had); err != nil {
-		return err
-	}
+	f.consider(rel, st, old, had, b)
 	if st.Type == record.Dir {
-		return f.scanDir(ctx, rel, !had || old.Deleted)
+		return f.scanDir(ctx, rel, !had || old.Deleted, b)
 	}
 	return nil
 }
@@ -107,8 +125,9 @@ func (f *Folder) get(rel string) (rec record.Record, ok bool, err error) {
 
 // scanDir compares directory dir ("" for the root) with the index: new
 // and changed entries are recorded, vanished ones become tombstones. With
-// recursive it descends into subdirectories.
-func (f *Folder) scanDir(ctx context.Context, dir string, recursive bool) error {
+// recursive it descends into every subdirectory, otherwise only into new
+// ones.
+func (f *Folder) scanDir(ctx context.Context, dir string, recursive bool, b *scanBatch) error {
 	if err := ctx.Err(); err != nil {
 		return nil
 	}
@@ -131,46 +150,30 @@ func (f *Folder) scanDir(ctx context.Context, dir string, recursive bool) error 
 		f.setItemErr(dir, err)
 		return nil
 	}
-	names := make(map[string]fs.DirEntry, len(entries))
-	for _, e := range entries {
-		if dir == "" && e.Name() == record.MarkerDir {
-			continue
-		}
-		names[e.Name()] = e
-	}
-	// Vanished children.
-	var gone []string
 	prefix := ""
 	if dir != "" {
 		prefix = dir + "/"
 	}
+	known := map[string]record.Record{}
 	if err := f.idx.View(func(tx *index.Tx) error {
-		return tx.Children(prefix, func(r record.Record) {
-			if !r.Deleted {
-				if _, ok := names[r.Path[len(prefix):]]; !ok {
-					gone = append(gone, r.Path)
-				}
-			}
-		})
+		return tx.Children(prefix, func(r record.Record) { known[r.Path[len(prefix):]] = r })
 	}); err != nil {
 		return err
 	}
-	for _, p := range gone {
-		if err := f.markDeleted(p); err != nil {
-			return err
+	present := make(map[string]bool, len(entries))
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
+	var subdirs []string
+	for _, e := range entries {
+		n := e.Name()
+		if dir == "" && n == record.MarkerDir {
+			continue
 		}
-	}
-	sorted := make([]string, 0, len(names))
-	for n := range names {
-		sorted = append(sorted, n)
-	}
-	sort.Strings(sorted)
-	for _, n := range sorted {
+		present[n] = true
 		rel := prefix + n
 		if record.ValidName(rel) != nil {
 			continue
 		}
-		fi, err := names[n].Info()
+		fi, err := e.Info()
 		if err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {
 				f.setItemErr(rel, err)
@@ -181,27 +184,36 @@ func (f *Folder) scanDir(ctx context.Context, dir string, recursive bool) error 
 		if !ok {
 			continue
 		}
-		old, had, err := f.get(rel)
-		if err != nil {
-			return err
-		}
-		if err := f.updateOne(rel, st, old, had); err != nil {
-			return err
-		}
+		old, had := known[n]
+		f.consider(rel, st, old, had, b)
 		if st.Type == record.Dir && (recursive || !had || old.Deleted) {
-			if err := f.scanDir(ctx, rel, true); err != nil {
+			subdirs = append(subdirs, rel)
+		}
+		if len(b.cands) >= scanBatchMax {
+			if err := f.flush(b); err != nil {
 				return err
 			}
+		}
+	}
+	for n, r := range known {
+		if !r.Deleted && !present[n] {
+			b.gone = append(b.gone, r.Path)
+		}
+	}
+	for _, sd := range subdirs {
+		if err := f.scanDir(ctx, sd, true, b); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// updateOne records the state of one existing path. Unchanged files (same
-// size, mtime, inode, ctime) are not read.
-func (f *Folder) updateOne(rel string, st fsutil.Stat, old record.Record, had bool) error {
+// consider reads one existing path whose stat differs from its record
+// (unchanged files, same size, mtime, inode and ctime, are not read) and
+// adds its new state to the batch.
+func (f *Folder) consider(rel string, st fsutil.Stat, old record.Record, had bool, b *scanBatch) {
 	if had && st.Matches(&old) && (!f.withOwner || (st.UID == old.UID && st.GID == old.GID)) && (st.Type == record.Symlink || st.Mode == old.Mode) {
-		return nil
+		return
 	}
 	cur := record.Record{Path: rel, Type: st.Type, Mode: st.Mode, MTime: st.MTime, UID: st.UID, GID: st.GID, Inode: st.Inode, CTime: st.CTime}
 	switch st.Type {
@@ -209,111 +221,125 @@ func (f *Folder) updateOne(rel string, st fsutil.Stat, old record.Record, had bo
 		bl, size, err := f.hashFile(rel)
 		if err != nil {
 			f.setItemErr(rel, err)
-			return nil
+			return
 		}
 		cur.Blocks, cur.Size = bl, size
 	case record.Symlink:
 		t, err := f.root.OS().Readlink(rel)
 		if err != nil {
 			f.setItemErr(rel, err)
-			return nil
+			return
 		}
 		cur.Target = t
 	}
-	// Commit only if the path did not change while it was read: a file still
-	// being written is picked up by its next event.
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	now, ok, err := f.root.Lstat(rel)
-	if err != nil || !ok || now != st {
+	f.setItemErr(rel, nil)
+	b.cands = append(b.cands, candidate{pre: st, cur: cur})
+}
+
+// flush commits a batch: changed paths whose stat did not move while they
+// were read, then deletions, each in one transaction under the folder lock.
+func (f *Folder) flush(b *scanBatch) error {
+	cands, gone := b.cands, b.gone
+	b.cands, b.gone = nil, nil
+	if len(cands) == 0 && len(gone) == 0 {
 		return nil
 	}
-	f.setItemErr(rel, nil)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	stable := cands[:0]
+	for _, c := range cands {
+		// A file still being written is picked up by its next event.
+		if now, ok, err := f.root.Lstat(c.cur.Path); err == nil && ok && now == c.pre {
+			stable = append(stable, c)
+		}
+	}
 	crashpoint.Hit(crashpoint.ScanBeforeCommit)
-	if err := f.commitLocal(old, had, cur); err != nil {
+	changed := false
+	err := f.idx.Update(func(tx *index.Tx) error {
+		for _, c := range stable {
+			ch, err := f.commitLocal(tx, c.cur)
+			if err != nil {
+				return err
+			}
+			changed = changed || ch
+		}
+		if len(gone) == 0 {
+			return nil
+		}
+		if err := f.markerOK(); err != nil {
+			return err
+		}
+		for _, p := range gone {
+			if _, _, err := f.root.Lstat(p); err == nil {
+				continue // there again (an apply may have just created it)
+			}
+			ch, err := f.markDeleted(tx, p)
+			if err != nil {
+				return err
+			}
+			changed = changed || ch
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
-	crashpoint.Hit(crashpoint.ScanAfterCommitBatch)
+	if changed {
+		crashpoint.Hit(crashpoint.ScanAfterCommitBatch)
+		f.opt.Changed()
+	}
 	return nil
 }
 
 // commitLocal stores cur as the local state: a new version if it differs
-// from old, or just a refreshed stat cache. Caller holds f.mu.
-func (f *Folder) commitLocal(old record.Record, had bool, cur record.Record) error {
-	changed := false
-	defer func() {
-		if changed {
-			f.opt.Changed()
-		}
-	}()
-	return f.idx.Update(func(tx *index.Tx) error {
-		// Re-read under the lock: an apply may have committed meanwhile.
-		o, h, err := tx.Get(cur.Path)
-		if err != nil {
-			return err
-		}
-		old, had = o, h
-		if had && !old.Deleted && record.SameContent(&old, &cur) && record.SameMeta(&old, &cur, f.withOwner) {
-			return tx.SetStat(cur.Path, cur.Inode, cur.CTime)
-		}
-		if had && !f.withOwner && !old.Deleted {
-			cur.UID, cur.GID = old.UID, old.GID
-		}
-		cur.Version = old.Version.Update(f.meShort, uint64(f.opt.Now().Unix()))
-		cur.ModifiedBy = f.meShort
-		stored, err := tx.Put(cur)
-		if err != nil {
-			return err
-		}
-		f.log.Debug("local change", "path", cur.Path, "type", cur.Type, "size", cur.Size, "version", stored.Version, "seq", stored.Seq)
-		changed = true
-		return nil
-	})
+// from the indexed record, or just a refreshed stat cache.
+func (f *Folder) commitLocal(tx *index.Tx, cur record.Record) (bool, error) {
+	old, had, err := tx.Get(cur.Path)
+	if err != nil {
+		return false, err
+	}
+	if had && !old.Deleted && record.SameContent(&old, &cur) && record.SameMeta(&old, &cur, f.withOwner) {
+		return false, tx.SetStat(cur.Path, cur.Inode, cur.CTime)
+	}
+	if had && !f.withOwner && !old.Deleted {
+		cur.UID, cur.GID = old.UID, old.GID
+	}
+	cur.Version = old.Version.Update(f.meShort, uint64(f.opt.Now().Unix()))
+	cur.ModifiedBy = f.meShort
+	stored, err := tx.Put(cur)
+	if err != nil {
+		return false, err
+	}
+	f.log.Debug("local change", "path", cur.Path, "type", cur.Type, "size", cur.Size, "version", stored.Version, "seq", stored.Seq)
+	return true, nil
 }
 
 // markDeleted turns path and everything below it into tombstones.
-func (f *Folder) markDeleted(rel string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	// Still gone? (An apply may have just created it.)
-	if _, _, err := f.root.Lstat(rel); err == nil {
-		return nil
+func (f *Folder) markDeleted(tx *index.Tx, rel string) (bool, error) {
+	var recs []record.Record
+	collect := func(r record.Record) {
+		if !r.Deleted {
+			recs = append(recs, r)
+		}
 	}
-	if err := f.markerOK(); err != nil {
-		return err
+	if r, ok, err := tx.Get(rel); err != nil {
+		return false, err
+	} else if ok {
+		collect(r)
 	}
-	changed := false
-	err := f.idx.Update(func(tx *index.Tx) error {
-		var recs []record.Record
-		collect := func(r record.Record) {
-			if !r.Deleted {
-				recs = append(recs, r)
-			}
-		}
-		if r, ok, err := tx.Get(rel); err != nil {
-			return err
-		} else if ok {
-			collect(r)
-		}
-		if err := tx.Prefix(rel+"/", collect); err != nil {
-			return err
-		}
-		now := uint64(f.opt.Now().Unix())
-		for _, r := range recs {
-			t := record.Record{Path: r.Path, Type: r.Type, Deleted: true, MTime: f.opt.Now().UnixNano(),
-				Version: r.Version.Update(f.meShort, now), ModifiedBy: f.meShort}
-			if _, err := tx.Put(t); err != nil {
-				return err
-			}
-			f.log.Debug("local delete", "path", t.Path, "version", t.Version)
-			changed = true
-		}
-		return nil
-	})
-	if changed {
-		f.opt.Changed()
+	if err := tx.Prefix(rel+"/", collect); err != nil {
+		return false, err
 	}
-	return err
+	now := f.opt.Now()
+	for _, r := range recs {
+		t := record.Record{Path: r.Path, Type: r.Type, Deleted: true, MTime: now.UnixNano(),
+			Version: r.Version.Update(f.meShort, uint64(now.Unix())), ModifiedBy: f.meShort}
+		if _, err := tx.Put(t); err != nil {
+			return false, err
+		}
+		f.log.Debug("local delete", "path", t.Path, "version", t.Version)
+	}
+	return len(recs) > 0, nil
 }
 
 func (f *Folder) hashFile(rel string) ([]record.Block, int64, error) {
