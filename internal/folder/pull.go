@@ -65,12 +65,15 @@ func (f *Folder) pullOnce(ctx context.Context) (remaining bool) {
 		return true
 	}
 	for ctx.Err() == nil {
-		items, waiting, err := f.plan()
+		items, waiting, absorbed, err := f.plan()
 		if err != nil {
 			f.log.Error("planning", "err", err)
 			return true
 		}
 		if len(items) == 0 {
+			if absorbed {
+				continue
+			}
 			return waiting
 		}
 		progress := f.execute(ctx, items)
@@ -83,9 +86,10 @@ func (f *Folder) pullOnce(ctx context.Context) (remaining bool) {
 
 // plan reads the work list and decides each path. Paths that need nothing
 // are cleared; paths whose version no connected peer can serve are left.
-func (f *Folder) plan() (items []item, waiting bool, err error) {
+func (f *Folder) plan() (items []item, waiting, absorbed bool, err error) {
 	now := time.Now()
 	var clear []string
+	var absorb []record.Record
 	err = f.idx.View(func(tx *index.Tx) error {
 		for _, p := range tx.Needs(pullBatch * 4) {
 			if len(items) >= pullBatch {
@@ -125,6 +129,10 @@ func (f *Folder) plan() (items []item, waiting bool, err error) {
 				clear = append(clear, p)
 				continue
 			}
+			if d.Action == reconcile.Absorb {
+				absorb = append(absorb, d.Result)
+				continue
+			}
 			it := item{path: p, local: lp, dec: d}
 			// Any connected peer holding the same content can serve it; the
 			// blocks are verified by hash whoever sends them.
@@ -141,17 +149,38 @@ func (f *Folder) plan() (items []item, waiting bool, err error) {
 		}
 		return nil
 	})
-	if err == nil && len(clear) > 0 {
+	if err == nil && len(clear)+len(absorb) > 0 {
 		err = f.idx.Update(func(tx *index.Tx) error {
 			for _, p := range clear {
 				if err := tx.ClearNeed(p); err != nil {
 					return err
 				}
 			}
+			// Absorb: the local content stays, its record learns what the
+			// peer saw. Only the context changes, so no disk check is needed;
+			// if the local record changed meanwhile, the path is looked at
+			// again.
+			for _, r := range absorb {
+				cur, ok, err := tx.Get(r.Path)
+				if err != nil {
+					return err
+				}
+				if !ok || cur.ModifiedBy != r.ModifiedBy || cur.Dot != r.Dot {
+					continue
+				}
+				cur.Version = cur.Version.Merge(r.Version)
+				if _, err := tx.Put(cur); err != nil {
+					return err
+				}
+			}
 			return nil
 		})
+		if err == nil && len(absorb) > 0 {
+			f.opt.Changed()
+			absorbed = true // look again: the needs clear once nothing is left to absorb
+		}
 	}
-	return items, waiting, err
+	return items, waiting, absorbed, err
 }
 
 // needsContent reports whether applying it requires fetching data that may
@@ -301,10 +330,6 @@ func (f *Folder) failed(path string, err error) {
 func (f *Folder) prepare(ctx context.Context, it item) (*job, error) {
 	r := it.dec.Result
 	r.Path = it.path
-	if it.dec.Bump {
-		// This node resolves a concurrency: the result is its own version.
-		r.Version = r.Version.Update(f.meShort, uint64(f.opt.Now().Unix()))
-	}
 	j := &job{item: it, r: r}
 	if err := f.root.CheckParents(it.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
@@ -595,19 +620,16 @@ func (f *Folder) keepConflictCopy(it item) error {
 	f.stMu.Unlock()
 	f.log.Warn("conflict: concurrent versions; keeping the local one as a copy", "path", it.path, "copy", name)
 	cp := loc
-	cp.Path, cp.Version, cp.Seq = name, nil, 0
+	cp.Path, cp.Seq = name, 0
 	cp.Inode, cp.CTime = st.Inode, st.CTime
 	defer f.opt.Changed()
 	return f.idx.Update(func(tx *index.Tx) error {
-		old, had, err := tx.Get(name)
+		old, _, err := tx.Get(name)
 		if err != nil {
 			return err
 		}
-		if had {
-			cp.Version = old.Version
-		}
-		cp.Version = cp.Version.Update(f.meShort, uint64(f.opt.Now().Unix()))
-		_, err = tx.Put(cp)
+		// The copy is a new file here: a new event of this node.
+		_, err = tx.Put(cp.NewEvent(old.Version, f.meShort, uint64(f.opt.Now().Unix())))
 		return err
 	})
 }
@@ -681,8 +703,7 @@ func (f *Folder) dirNotEmpty(j *job) error {
 			return err
 		}
 		keep := record.Record{Path: j.path, Type: record.Dir, Mode: st.Mode, MTime: st.MTime, UID: st.UID, GID: st.GID,
-			Inode: st.Inode, CTime: st.CTime, ModifiedBy: f.meShort,
-			Version: cur.Version.Merge(j.r.Version).Update(f.meShort, uint64(f.opt.Now().Unix()))}
+			Inode: st.Inode, CTime: st.CTime}.NewEvent(cur.Version.Merge(j.r.Version), f.meShort, uint64(f.opt.Now().Unix()))
 		if _, err := tx.Put(keep); err != nil {
 			return err
 		}

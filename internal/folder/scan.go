@@ -304,8 +304,7 @@ func (f *Folder) commitLocal(tx *index.Tx, cur record.Record) (bool, error) {
 	if had && !f.withOwner && !old.Deleted {
 		cur.UID, cur.GID = old.UID, old.GID
 	}
-	cur.Version = old.Version.Update(f.meShort, uint64(f.opt.Now().Unix()))
-	cur.ModifiedBy = f.meShort
+	cur = cur.NewEvent(old.Version, f.meShort, uint64(f.opt.Now().Unix()))
 	stored, err := tx.Put(cur)
 	if err != nil {
 		return false, err
@@ -332,8 +331,7 @@ func (f *Folder) markDeleted(tx *index.Tx, rel string) (bool, error) {
 	}
 	now := f.opt.Now()
 	for _, r := range recs {
-		t := record.Record{Path: r.Path, Type: r.Type, Deleted: true, MTime: now.UnixNano(),
-			Version: r.Version.Update(f.meShort, uint64(now.Unix())), ModifiedBy: f.meShort}
+		t := record.Record{Path: r.Path, Type: r.Type, Deleted: true, MTime: now.UnixNano()}.NewEvent(r.Version, f.meShort, uint64(now.Unix()))
 		if _, err := tx.Put(t); err != nil {
 			return false, err
 		}

@@ -108,7 +108,14 @@ func TestMaliciousNamesAreRejected(t *testing.T) {
 			pc, _ := dial(t, n, peer, n.me)
 			v := version.Vector{}.Update(peer.ID.Short64(), 1)
 			rec := record.Record{Path: bad, Type: record.File, Size: 1, Mode: 0o644, Version: v,
-				Blocks: []record.Block{{Size: 1}}}
+				ModifiedBy: peer.ID.Short64(), Dot: 1, Blocks: []record.Block{{Size: 1}}}
+			if bad != "" {
+				good := rec
+				good.Path = "fine.txt"
+				if err := good.Validate(); err != nil {
+					t.Fatalf("the record is invalid for another reason than its name: %v", err)
+				}
+			}
 			if err := pc.Send(&protocol.Index{Folder: "f", IndexID: 42, Records: []record.Record{rec}, Last: 1}); err != nil {
 				t.Fatal(err)
 			}

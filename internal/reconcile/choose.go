@@ -1,17 +1,14 @@
 package reconcile
 
-import (
-	"tandem/internal/record"
-	"tandem/internal/version"
-)
+import "tandem/internal/record"
 
 // Choose picks, among the versions several peers announced for one path,
 // the one to act on now, and what to do with it. It prefers a version
-// that saw every other actionable one; among concurrent ones it takes the
-// conflict winner. ok is false when no remote version needs anything.
-// Acting on the chosen version and calling Choose again with the new
-// local record converges: each step makes the local version newer or
-// resolves a conflict for good.
+// whose holder saw the others' contents, then the conflict winner. ok is
+// false when no remote version needs anything. Acting on the chosen
+// version and calling Choose again with the new local record converges:
+// every action merges a context into the local one, and contexts only
+// grow.
 func Choose(local *record.Record, remotes []record.Record) (i int, d Decision, ok bool) {
 	best := -1
 	var bestD Decision
@@ -32,13 +29,12 @@ func Choose(local *record.Record, remotes []record.Record) (i int, d Decision, o
 
 // better reports whether a should be acted on before b.
 func better(a, b *record.Record) bool {
-	ab := a.Version.Compare(b.Version)
+	aSawB, bSawA := Saw(a, b), Saw(b, a)
 	switch {
-	case ab == version.Greater:
+	case aSawB && !bSawA:
 		return true
-	case ab == version.Lesser || ab == version.Equal:
+	case bSawA && !aSawB:
 		return false
 	}
-	// Concurrent: a live version before a delete, then the conflict winner.
 	return Wins(a, b)
 }

@@ -1,28 +1,31 @@
 // Package reconcile decides what a node does when a peer announces a
-// version of a path: nothing, take it, adopt it as the resolution of a
-// concurrency, or keep both as a conflict. It is pure: no I/O, no clock,
-// so it can be tested exhaustively.
+// version of a path. It is pure: no I/O, no clock, so it can be tested
+// exhaustively.
 //
-// The rules, in order:
-//   - the remote version was seen by the local one (equal or lesser): nothing;
-//   - the remote version saw the local one (greater): take it as it is,
-//     whether it is new content or a delete;
-//   - concurrent: exactly one of the two nodes acts, the one whose version
-//     loses. It adopts the winner and makes the result a new version of its
-//     own (Bump): the merge of both vectors plus its own counter, so the
-//     result dominates both and every node that saw either accepts it. The
-//     loser is chosen the same way on every node:
-//   - same content (both deleted, same bytes, two directories): the winner
-//     by Wins; the loser adopts its metadata (Merge);
-//   - one side deleted: the edit wins, a delete never beats an edit it did
-//     not see (Take);
-//   - different content: a directory beats a file or symlink, otherwise the
-//     newer mtime, then the higher node ID. The loser keeps its content as
-//     a conflict copy before it adopts the winner (ConflictTake).
+// Every record carries a dot and a context. The dot (ModifiedBy, Dot) names
+// the event that created its content: a local edit, delete, chmod, on one
+// node. The context (Version) is everything the holder has seen at this
+// path, the dot included. A record's content is superseded by another
+// record whose context contains its dot. Resolving a conflict creates no
+// event: the loser adopts the winner's dot and both contexts are merged.
+// So "a delete that saw this content" stays true however often the
+// content was adopted, and a node never forgets an event it saw.
 //
-// Because a resolution dominates both versions, a node never forgets a
-// delete or an edit it saw (no resurrection, no lost writes), and because
-// only the losing side acts, two nodes never resolve the same pair twice.
+// The rules for a local record L and a remote record R:
+//   - same dot: same content; merge the contexts (Absorb) if R saw more;
+//   - R saw L's dot and L did not see R's: take R (content or delete);
+//   - L saw R's dot and R did not see L's: keep L, absorb R's context;
+//   - each saw the other's dot (two nodes resolved a conflict differently):
+//     a content whose node later made another event at this path is
+//     obsolete and loses; otherwise as concurrent;
+//   - concurrent (neither saw the other): the winner is chosen the same way
+//     on every node (a live version beats a delete, a directory beats a
+//     file or symlink, then newer mtime, then node ID, then dot counter).
+//     The winner absorbs; the loser adopts the winner: with the same
+//     content it takes the winner's metadata (Merge), over a delete it
+//     takes the edit (Take: a delete never beats an edit it did not see),
+//     otherwise it keeps its content as a conflict copy first
+//     (ConflictTake).
 package reconcile
 
 import (
@@ -34,7 +37,7 @@ import (
 type Action int
 
 const (
-	// Nothing: the local version stays.
+	// Nothing: the local record stays as it is.
 	Nothing Action = iota
 	// Take: make the local path equal to Result.
 	Take
@@ -44,10 +47,13 @@ const (
 	// ConflictTake: move the local content to a conflict copy, then take
 	// Result.
 	ConflictTake
+	// Absorb: the local content stays; store Result (the local record
+	// with the merged context). No filesystem change.
+	Absorb
 )
 
 func (a Action) String() string {
-	return [...]string{"nothing", "take", "merge", "conflict-take"}[a]
+	return [...]string{"nothing", "take", "merge", "conflict-take", "absorb"}[a]
 }
 
 // Decision is the outcome for one path.
@@ -56,47 +62,76 @@ type Decision struct {
 	// Result is the record the local index holds once the action is done
 	// (for ConflictTake, the record at the original name).
 	Result record.Record
-	// Bump: Result resolves a concurrency, so it is a new version made
-	// here: the caller must advance its own counter in Result.Version
-	// (version.Vector.Update) before storing it.
-	Bump bool
+}
+
+// Saw reports whether a's context contains b's dot: a's holder saw the
+// event that made b's content.
+func Saw(a, b *record.Record) bool {
+	return a.Version.Get(b.ModifiedBy) >= b.Dot
+}
+
+// obsolete reports whether ctx shows a later event, at this path, of the
+// node that made r's content: that event saw r, so r is superseded.
+func obsolete(r *record.Record, ctx version.Vector) bool {
+	return ctx.Get(r.ModifiedBy) > r.Dot
 }
 
 // Decide compares the local record (nil if the path was never known here)
 // with a remote one for the same path.
 func Decide(local, remote *record.Record) Decision {
-	var lv version.Vector
-	if local != nil {
-		lv = local.Version
-	}
-	switch remote.Version.Compare(lv) {
-	case version.Equal, version.Lesser:
-		return Decision{Action: Nothing}
-	case version.Greater:
+	if local == nil {
 		return Decision{Action: Take, Result: *remote}
 	}
-	// Concurrent; local is non-nil here because a nil vector is dominated.
-	resolved := func(a Action) Decision {
+	merged := local.Version.Merge(remote.Version)
+	keep := func() Decision {
+		if local.Version.Dominates(remote.Version) {
+			return Decision{Action: Nothing}
+		}
+		res := *local
+		res.Version = merged
+		return Decision{Action: Absorb, Result: res}
+	}
+	adopt := func(a Action) Decision {
 		res := *remote
-		res.Version = local.Version.Merge(remote.Version)
-		return Decision{Action: a, Result: res, Bump: true}
+		res.Version = merged
+		return Decision{Action: a, Result: res}
+	}
+	if local.ModifiedBy == remote.ModifiedBy && local.Dot == remote.Dot {
+		return keep()
+	}
+	rSawL, lSawR := Saw(remote, local), Saw(local, remote)
+	switch {
+	case rSawL && !lSawR:
+		return adopt(Take)
+	case lSawR && !rSawL:
+		return keep()
+	case rSawL && lSawR:
+		lObs, rObs := obsolete(local, remote.Version), obsolete(remote, local.Version)
+		switch {
+		case lObs && !rObs:
+			return adopt(Take)
+		case rObs && !lObs:
+			return keep()
+		}
+	}
+	// Concurrent contents.
+	if Wins(local, remote) {
+		return keep()
 	}
 	switch {
-	case Wins(local, remote):
-		return Decision{Action: Nothing}
 	case record.SameContent(local, remote):
-		return resolved(Merge)
+		return adopt(Merge)
 	case local.Deleted:
-		return resolved(Take)
+		return adopt(Take)
 	default:
-		return resolved(ConflictTake)
+		return adopt(ConflictTake)
 	}
 }
 
-// Wins reports whether a beats b when they are concurrent: a directory
-// beats anything else, a live version beats a delete, then the newer
-// mtime, then the higher node ID of the last modifier, then the vector
-// order as a last resort, so that every node picks the same winner.
+// Wins reports whether a beats b when their contents are concurrent: a
+// live version beats a delete, a directory beats a file or symlink, then
+// the newer mtime, then the higher node ID of the event, then the higher
+// event counter, so that every node picks the same winner.
 func Wins(a, b *record.Record) bool {
 	if a.Deleted != b.Deleted {
 		return !a.Deleted
@@ -110,5 +145,5 @@ func Wins(a, b *record.Record) bool {
 	if a.ModifiedBy != b.ModifiedBy {
 		return a.ModifiedBy > b.ModifiedBy
 	}
-	return version.Order(a.Version, b.Version) > 0
+	return a.Dot > b.Dot
 }

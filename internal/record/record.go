@@ -45,19 +45,23 @@ type Block struct {
 
 // Record is the state of one path as one node knows it.
 type Record struct {
-	Path       string         `cbor:"1,keyasint"` // slash-separated, relative, clean
-	Type       Type           `cbor:"2,keyasint"`
-	Deleted    bool           `cbor:"3,keyasint,omitempty"`
-	Size       int64          `cbor:"4,keyasint,omitempty"`
-	Mode       uint32         `cbor:"5,keyasint,omitempty"` // permission bits (07777)
-	MTime      int64          `cbor:"6,keyasint,omitempty"` // unix nanoseconds
-	UID        uint32         `cbor:"7,keyasint,omitempty"`
-	GID        uint32         `cbor:"8,keyasint,omitempty"`
-	Target     string         `cbor:"9,keyasint,omitempty"` // symlink target
-	Blocks     []Block        `cbor:"10,keyasint,omitempty"`
-	Version    version.Vector `cbor:"11,keyasint"`
-	ModifiedBy uint64         `cbor:"12,keyasint,omitempty"` // short ID of the node that made this version
-	Seq        uint64         `cbor:"13,keyasint,omitempty"` // the holder's local sequence number
+	Path    string         `cbor:"1,keyasint"` // slash-separated, relative, clean
+	Type    Type           `cbor:"2,keyasint"`
+	Deleted bool           `cbor:"3,keyasint,omitempty"`
+	Size    int64          `cbor:"4,keyasint,omitempty"`
+	Mode    uint32         `cbor:"5,keyasint,omitempty"` // permission bits (07777)
+	MTime   int64          `cbor:"6,keyasint,omitempty"` // unix nanoseconds
+	UID     uint32         `cbor:"7,keyasint,omitempty"`
+	GID     uint32         `cbor:"8,keyasint,omitempty"`
+	Target  string         `cbor:"9,keyasint,omitempty"` // symlink target
+	Blocks  []Block        `cbor:"10,keyasint,omitempty"`
+	Version version.Vector `cbor:"11,keyasint"`
+	// The dot: the event that made this content, (ModifiedBy, Dot). Version
+	// is the context: every event at this path the holder has seen, the
+	// dot included. See package reconcile.
+	ModifiedBy uint64 `cbor:"12,keyasint,omitempty"` // short ID of the node of the event
+	Dot        uint64 `cbor:"14,keyasint,omitempty"` // that node's counter for the event
+	Seq        uint64 `cbor:"13,keyasint,omitempty"` // the holder's local sequence number
 
 	// Local stat cache: lets a scan skip unchanged files without rehashing.
 	// Never sent to peers.
@@ -105,6 +109,15 @@ func SameMeta(a, b *Record, withOwner bool) bool {
 	return true
 }
 
+// NewEvent returns r as a new local event of node me: its context advanced
+// from prev (the record it replaces, possibly empty) and its dot set.
+func (r Record) NewEvent(prev version.Vector, me, now uint64) Record {
+	r.Version = prev.Update(me, now)
+	r.ModifiedBy = me
+	r.Dot = r.Version.Get(me)
+	return r
+}
+
 // Wire returns a copy without the local-only fields, for sending.
 func (r Record) Wire() Record {
 	r.Inode, r.CTime = 0, 0
@@ -122,6 +135,9 @@ func (r *Record) Validate() error {
 	}
 	if !r.Version.Valid() || len(r.Version) == 0 {
 		return fmt.Errorf("%q: invalid version vector %v", r.Path, r.Version)
+	}
+	if r.Dot == 0 || r.Version.Get(r.ModifiedBy) < r.Dot {
+		return fmt.Errorf("%q: the version's event (%x, %d) is not in its context %v", r.Path, r.ModifiedBy, r.Dot, r.Version)
 	}
 	if r.Deleted {
 		return nil

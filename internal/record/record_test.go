@@ -23,7 +23,7 @@ func TestValidName(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	v := version.Vector{}.Update(1, 1)
-	ok := Record{Path: "f", Type: File, Size: 3, Mode: 0o644, Version: v, Blocks: []Block{{Size: 3}}}
+	ok := Record{Path: "f", Type: File, Size: 3, Mode: 0o644, Version: v, ModifiedBy: 1, Dot: v.Get(1), Blocks: []Block{{Size: 3}}}
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -36,6 +36,8 @@ func TestValidate(t *testing.T) {
 		"empty block":   func(r *Record) { r.Blocks = []Block{{Size: 0}, {Size: 3}} },
 		"bad symlink":   func(r *Record) { r.Type, r.Blocks, r.Size, r.Target = Symlink, nil, 0, "" },
 		"escaping name": func(r *Record) { r.Path = "../x" },
+		"no dot":        func(r *Record) { r.Dot = 0 },
+		"dot outside":   func(r *Record) { r.Dot = v.Get(1) + 1 },
 	} {
 		r := ok
 		mut(&r)
