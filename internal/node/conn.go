@@ -238,7 +238,7 @@ func (c *conn) readLoop() error {
 				} else if data, err := f.ServeBlock(m); err != nil {
 					resp.Err = err.Error()
 				} else {
-					resp.Data = data
+					resp.Compress(data)
 				}
 				if err := c.pc.Send(resp); err != nil {
 					c.close(err)
@@ -281,7 +281,7 @@ func (c *conn) request(ctx context.Context, req *protocol.Request) ([]byte, erro
 		if resp.Err != "" {
 			return nil, fmt.Errorf("peer %s: %s", c.peer.Short(), resp.Err)
 		}
-		return resp.Data, nil
+		return resp.Payload(int(req.Size))
 	case <-ctx.Done():
 	case <-c.done:
 	case <-t.C:

@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/klauspost/compress/s2"
 
 	"tandem/internal/record"
 )
@@ -68,8 +69,8 @@ type Request struct {
 
 // Encoding of a Response's data.
 const (
-	EncRaw  = 0
-	EncZstd = 1
+	EncRaw = 0
+	EncS2  = 1
 )
 
 // Response answers a Request.
@@ -192,3 +193,35 @@ func (c *Conn) Receive() (any, error) {
 
 // ErrClosed is returned for operations on a closed connection.
 var ErrClosed = errors.New("connection closed")
+
+// Compress sets the response's data to data, S2-compressed when that saves
+// at least 1/32 of it; incompressible data goes as it is.
+func (r *Response) Compress(data []byte) {
+	if len(data) >= 512 {
+		c := s2.Encode(nil, data)
+		if len(c) < len(data)-len(data)/32 {
+			r.Data, r.Enc = c, EncS2
+			return
+		}
+	}
+	r.Data, r.Enc = data, EncRaw
+}
+
+// Payload returns the response's data, decompressed; want is the size the
+// request asked for, which bounds the decoded size.
+func (r *Response) Payload(want int) ([]byte, error) {
+	switch r.Enc {
+	case EncRaw:
+		return r.Data, nil
+	case EncS2:
+		n, err := s2.DecodedLen(r.Data)
+		if err != nil {
+			return nil, fmt.Errorf("protocol: corrupt compressed block: %w", err)
+		}
+		if n != want {
+			return nil, fmt.Errorf("protocol: compressed block decodes to %d bytes, asked for %d", n, want)
+		}
+		return s2.Decode(nil, r.Data)
+	}
+	return nil, fmt.Errorf("protocol: unknown block encoding %d", r.Enc)
+}

@@ -1,0 +1,96 @@
+package protocol
+
+import (
+	"bytes"
+	"crypto/rand"
+	"io"
+	"net"
+	"testing"
+
+	"tandem/internal/record"
+	"tandem/internal/version"
+)
+
+func TestRoundTrip(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	ca, cb := New(a), New(b)
+	v := version.Vector{}.Update(7, 1)
+	msgs := []any{
+		&Hello{Version: ProtocolVersion, Folders: []FolderHello{{ID: "www", IndexID: 3, HaveSeq: 9}}},
+		&Index{Folder: "www", IndexID: 3, Last: 2, Records: []record.Record{{Path: "a/b", Type: record.File, Size: 1, Version: v, ModifiedBy: 7, Dot: 1, Blocks: []record.Block{{Size: 1}}}}},
+		&Request{ID: 1, Folder: "www", Path: "a/b", Size: 1},
+		&Response{ID: 1, Data: []byte("x")},
+		&Ping{},
+	}
+	go func() {
+		for _, m := range msgs {
+			if err := ca.Send(m); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	for _, want := range msgs {
+		got, err := cb.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gt, wt := typeOf(got); gt != mustType(t, want) || wt != nil {
+			t.Fatalf("got %T, want %T", got, want)
+		}
+	}
+}
+
+func mustType(t *testing.T, m any) Type {
+	ty, err := typeOf(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ty
+}
+
+func TestCompression(t *testing.T) {
+	text := bytes.Repeat([]byte("compressible text "), 8000)
+	random := make([]byte, 128<<10)
+	rand.Read(random)
+	for name, data := range map[string][]byte{"text": text, "random": random} {
+		var r Response
+		r.Compress(data)
+		if name == "text" && (r.Enc != EncS2 || len(r.Data) >= len(data)/4) {
+			t.Errorf("text: enc %d, %d -> %d bytes", r.Enc, len(data), len(r.Data))
+		}
+		if name == "random" && r.Enc != EncRaw {
+			t.Errorf("random data was sent compressed")
+		}
+		got, err := r.Payload(len(data))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%s: round trip failed: %v", name, err)
+		}
+		if r.Enc == EncS2 {
+			if _, err := r.Payload(len(data) - 1); err == nil {
+				t.Errorf("a block decoding to more than asked was accepted")
+			}
+		}
+	}
+}
+
+type rw struct {
+	io.Reader
+	io.Writer
+}
+
+func TestGarbageFrames(t *testing.T) {
+	for _, in := range [][]byte{
+		{0, 0, 0, 0},                              // zero length
+		{0xff, 0xff, 0xff, 0xff, 1},               // longer than MaxFrame
+		{0, 0, 0, 2, 99, 0},                       // unknown type
+		{0, 0, 0, 3, byte(TypeIndex), 0xff, 0xff}, // bad CBOR
+		{0, 0, 0, 9, byte(TypeIndex)},             // truncated
+	} {
+		c := New(rw{bytes.NewReader(in), io.Discard})
+		if m, err := c.Receive(); err == nil {
+			t.Errorf("% x decoded as %T", in, m)
+		}
+	}
+}
