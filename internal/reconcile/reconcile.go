@@ -12,25 +12,38 @@
 // content was adopted, and a node never forgets an event it saw.
 //
 // The rules for a local record L and a remote record R:
-//   - same dot: same content; merge the contexts (Absorb) if R saw more;
+//   - same dot: same event, same content; merge the contexts (Absorb) if R
+//     saw more;
 //   - R saw L's dot and L did not see R's: take R (content or delete);
 //   - L saw R's dot and R did not see L's: keep L, absorb R's context;
-//   - each saw the other's dot (two nodes resolved a conflict differently):
-//     a content whose node later made another event at this path is
-//     obsolete and loses; otherwise as concurrent;
+//   - each saw the other's dot: neither content survives; the result is
+//     a tombstone with no dot and the merged context (see below);
 //   - concurrent (neither saw the other): the winner is chosen the same way
 //     on every node (a live version beats a delete, a directory beats a
 //     file or symlink, then newer mtime, then node ID, then dot counter).
-//     The winner absorbs; the loser adopts the winner: with the same
-//     content it takes the winner's metadata (Merge), over a delete it
-//     takes the edit (Take: a delete never beats an edit it did not see),
-//     otherwise it keeps its content as a conflict copy first
-//     (ConflictTake).
+//     The winner's node does nothing; the loser's adopts the winner: with
+//     the same content it takes the winner's metadata (Merge), over a
+//     delete it takes the edit (Take: a delete never beats an edit it did
+//     not see), otherwise it keeps its content as a conflict copy first
+//     (ConflictTake). Its result, the winner's dot with both contexts,
+//     then travels back and the winner's node absorbs it.
+//
+// The invariant that makes this safe: a context holds an event other than
+// the record's own dot only if that event's content is kept (at the name
+// or as a conflict copy) or was replaced by a later event that saw it. So
+// a record whose context holds the local dot may replace the local
+// content outright, and when each record's context holds the other's dot
+// both contents are accounted for. A tombstone without a dot (Dot 0) is
+// seen by every record (Saw is trivially true); it only says "nothing
+// here that this context does not cover", as an empty set of siblings
+// does for dotted version vectors.
 package reconcile
 
 import (
+	"bytes"
+	"encoding/binary"
+
 	"tandem/internal/record"
-	"tandem/internal/version"
 )
 
 // Action is what to do with a remote version.
@@ -70,12 +83,6 @@ func Saw(a, b *record.Record) bool {
 	return a.Version.Get(b.ModifiedBy) >= b.Dot
 }
 
-// obsolete reports whether ctx shows a later event, at this path, of the
-// node that made r's content: that event saw r, so r is superseded.
-func obsolete(r *record.Record, ctx version.Vector) bool {
-	return ctx.Get(r.ModifiedBy) > r.Dot
-}
-
 // Decide compares the local record (nil if the path was never known here)
 // with a remote one for the same path.
 func Decide(local, remote *record.Record) Decision {
@@ -96,27 +103,50 @@ func Decide(local, remote *record.Record) Decision {
 		res.Version = merged
 		return Decision{Action: a, Result: res}
 	}
-	if local.ModifiedBy == remote.ModifiedBy && local.Dot == remote.Dot {
+	sameDot := local.ModifiedBy == remote.ModifiedBy && local.Dot == remote.Dot
+	if sameDot && record.SameContent(local, remote) {
 		return keep()
 	}
+	// A dot names one event, so two records with the same dot and
+	// different contents only exist when a node reused a counter (it lost
+	// its index and its clock went back). They are treated as concurrent,
+	// so that both are kept and the nodes still agree. (Differences of
+	// metadata alone under one dot are the same event seen through
+	// filesystems that keep different precision or owners: kept as is.)
 	rSawL, lSawR := Saw(remote, local), Saw(local, remote)
 	switch {
+	case sameDot:
 	case rSawL && !lSawR:
 		return adopt(Take)
 	case lSawR && !rSawL:
 		return keep()
 	case rSawL && lSawR:
-		lObs, rObs := obsolete(local, remote.Version), obsolete(remote, local.Version)
-		switch {
-		case lObs && !rObs:
-			return adopt(Take)
-		case rObs && !lObs:
+		// Each saw the other's event (two nodes resolved a conflict
+		// differently, then changed the path again): by the invariant
+		// below, both contents were replaced by later events or are kept
+		// elsewhere, so neither survives. The path holds nothing until an
+		// event neither saw arrives: a tombstone with no event of its own
+		// (dot zero), whose context is everything both saw.
+		if local.Dot == 0 {
 			return keep()
 		}
+		if remote.Dot == 0 {
+			return adopt(Take)
+		}
+		return Decision{Action: Take, Result: record.Record{
+			Path: local.Path, Type: local.Type, Deleted: true,
+			MTime: max(local.MTime, remote.MTime), Version: merged,
+		}}
 	}
-	// Concurrent contents.
+	// Concurrent contents. The winner keeps its record as it is: taking
+	// the loser's context would claim its event was seen, and the node
+	// that holds the loser would then take the winner without keeping its
+	// own content. The loser's node keeps its content (as a conflict copy
+	// unless it is the same or a delete), adopts the winner's event and
+	// merges the contexts; the winner's node absorbs that record when it
+	// comes back.
 	if Wins(local, remote) {
-		return keep()
+		return Decision{Action: Nothing}
 	}
 	switch {
 	case record.SameContent(local, remote):
@@ -131,7 +161,8 @@ func Decide(local, remote *record.Record) Decision {
 // Wins reports whether a beats b when their contents are concurrent: a
 // live version beats a delete, a directory beats a file or symlink, then
 // the newer mtime, then the higher node ID of the event, then the higher
-// event counter, so that every node picks the same winner.
+// event counter, then (for a reused dot) the content and metadata
+// themselves, so that every node picks the same winner.
 func Wins(a, b *record.Record) bool {
 	if a.Deleted != b.Deleted {
 		return !a.Deleted
@@ -145,5 +176,30 @@ func Wins(a, b *record.Record) bool {
 	if a.ModifiedBy != b.ModifiedBy {
 		return a.ModifiedBy > b.ModifiedBy
 	}
-	return a.Dot > b.Dot
+	if a.Dot != b.Dot {
+		return a.Dot > b.Dot
+	}
+	return bytes.Compare(key(a), key(b)) > 0
+}
+
+// key is a canonical encoding of what a record holds, used only to order
+// two records that carry the same dot.
+func key(r *record.Record) []byte {
+	b := make([]byte, 0, 64+len(r.Target)+33*len(r.Blocks))
+	del := byte(0)
+	if r.Deleted {
+		del = 1
+	}
+	b = append(b, del, byte(r.Type))
+	b = binary.BigEndian.AppendUint64(b, uint64(r.Size))
+	b = binary.BigEndian.AppendUint32(b, r.Mode)
+	b = binary.BigEndian.AppendUint32(b, r.UID)
+	b = binary.BigEndian.AppendUint32(b, r.GID)
+	b = append(b, r.Target...)
+	b = append(b, 0)
+	for _, bl := range r.Blocks {
+		b = append(b, bl.Hash[:]...)
+		b = binary.BigEndian.AppendUint32(b, bl.Size)
+	}
+	return b
 }

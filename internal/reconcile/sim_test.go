@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,9 +35,11 @@ func TestMain(m *testing.M) {
 
 // The simulation below is a reference model of tandem's sync for a single
 // path, kept deliberately simple. Each node holds one record (nil = never
-// heard of the path). A step is either a local change on a node or the
-// delivery of one node's record to another, which the receiver handles
-// exactly as a node does: it calls Decide and applies the decision. The
+// heard of the path). A step is a local change on a node, the delivery of
+// one node's record to another, or a node receiving every other node's
+// record at once; the receiver handles them exactly as a node does: it
+// calls Decide (or Choose, repeatedly, for several records) and stores
+// the decision's result. The
 // model tracks, outside the nodes, every content ever written, every
 // conflict copy ever made and every delete, and checks the promises
 // against that history once the nodes have gossiped to quiescence.
@@ -57,11 +60,16 @@ type fataler interface {
 }
 
 type sim struct {
-	t        fataler
-	clock    bool // use a clock floor in Update, as the real scanner does
-	now      uint64
-	ids      []uint64
-	nodes    []*record.Record
+	t     fataler
+	clock bool // use a clock floor in Update, as the real node does
+	now   uint64
+	ids   []uint64
+	nodes []*record.Record
+	// origins[n] is the version of the local change (write, chmod, delete,
+	// mkdir) that made the content and metadata node n holds: a resolution
+	// adopts the winner's record, so it carries the winner's origin. It is
+	// the model's own bookkeeping; the nodes never see it.
+	origins  []version.Vector
 	contents map[uint64]*written // content ID -> history
 	copies   []uint64            // content IDs moved to conflict copies
 	deletes  []version.Vector    // versions of every delete made
@@ -92,6 +100,7 @@ func contentOf(r *record.Record) (uint64, bool) {
 func (s *sim) clone() *sim {
 	c := *s
 	c.nodes = slices.Clone(s.nodes)
+	c.origins = slices.Clone(s.origins)
 	c.copies = slices.Clone(s.copies)
 	c.deletes = slices.Clone(s.deletes)
 	c.log = slices.Clone(s.log)
@@ -114,7 +123,7 @@ func (s *sim) fail(format string, args ...any) {
 func (s *sim) dump() string {
 	var b strings.Builder
 	for i, r := range s.nodes {
-		fmt.Fprintf(&b, "  node %d: %s\n", i, show(r))
+		fmt.Fprintf(&b, "  node %d: %s (made by the change at %v)\n", i, show(r), s.origins[i])
 	}
 	fmt.Fprintf(&b, "  copies: %v\n", s.copies)
 	return b.String()
@@ -131,7 +140,18 @@ func show(r *record.Record) string {
 	if r.Deleted {
 		what = "deleted " + what
 	}
-	return fmt.Sprintf("%s v=%v mtime=%d by=%x mode=%o", what, r.Version, r.MTime, r.ModifiedBy>>32, r.Mode)
+	return fmt.Sprintf("%s dot=%x:%d v=%v mtime=%d mode=%o", what, r.ModifiedBy>>32, r.Dot, r.Version, r.MTime, r.Mode)
+}
+
+// stamp is the floor a node passes to Update for a new version: 0 without
+// a clock, otherwise a clock that ticks between any two new versions
+// (local changes and resolutions alike).
+func (s *sim) stamp() uint64 {
+	if !s.clock {
+		return 0
+	}
+	s.now++
+	return s.now
 }
 
 // change applies a local change on node n: the new record is built on top
@@ -142,12 +162,8 @@ func (s *sim) change(n int, kind string, mtime int64, mode uint32) {
 	if prev != nil {
 		pv = prev.Version
 	}
-	var floor uint64
-	if s.clock {
-		s.now++ // a clock that ticks between any two local changes
-		floor = s.now
-	}
-	r := &record.Record{Path: "p", MTime: mtime, Mode: mode, ModifiedBy: s.ids[n], Version: pv.Update(s.ids[n], floor)}
+	r := &record.Record{Path: "p", MTime: mtime, Mode: mode}
+	*r = r.NewEvent(pv, s.ids[n], s.stamp())
 	switch kind {
 	case "file", "symlink":
 		s.next++
@@ -180,6 +196,7 @@ func (s *sim) change(n int, kind string, mtime int64, mode uint32) {
 		s.contents[c].seen = true
 	}
 	s.nodes[n] = r
+	s.origins[n] = r.Version
 	s.logf("node %d %s -> %s", n, kind, show(r))
 }
 
@@ -189,26 +206,57 @@ func (s *sim) deliver(from, to int) bool {
 	if s.nodes[from] == nil {
 		return false
 	}
-	local, remote := s.nodes[to], *s.nodes[from]
+	return s.apply(to, *s.nodes[from], s.origins[from], fmt.Sprintf("node %d", from))
+}
+
+// apply makes node to handle remote (whose origin is origin, sent by
+// whom) exactly as a node does, checking each decision on the way. It
+// reports whether the node changed.
+func (s *sim) apply(to int, remote record.Record, origin version.Vector, whom string) bool {
+	local := s.nodes[to]
+	var lv version.Vector
+	if local != nil {
+		lv = local.Version
+	}
 	d := Decide(local, &remote)
-	if d.Action != Nothing {
-		s.logf("node %d <- node %d: %v -> %s", to, from, d.Action, show(&d.Result))
+	if d.Action == Nothing {
+		if !lv.Dominates(remote.Version) && !Wins(local, &remote) {
+			s.fail("node %d: Nothing for %s, whose context %v has events unknown here (%v), and which it does not beat", to, show(&remote), remote.Version, lv)
+		}
+		s.checkKept(to, local, &remote)
+		return false
+	}
+	// Every action stores the join of both contexts: a node never forgets
+	// an event it was told of.
+	if d.Result.Version.Compare(lv.Merge(remote.Version)) != version.Equal {
+		s.fail("node %d: %v result %s is not the join of %v and %v", to, d.Action, show(&d.Result), lv, remote.Version)
+	}
+	keeps := local
+	switch d.Action {
+	case Take, Merge, ConflictTake:
+		keeps = &remote
+	}
+	if d.Result.Dot == 0 && remote.Dot != 0 && (local == nil || local.Dot != 0) {
+		// Neither survives: both must have seen the other's event.
+		if d.Action != Take || !d.Result.Deleted || d.Result.ModifiedBy != 0 || local == nil || !Saw(&remote, local) || !Saw(local, &remote) {
+			s.fail("node %d: %v to an empty tombstone %s from %s and %s", to, d.Action, show(&d.Result), show(local), show(&remote))
+		}
+		keeps = &d.Result
+	}
+	if keeps == nil || d.Result.ModifiedBy != keeps.ModifiedBy || d.Result.Dot != keeps.Dot ||
+		!record.SameContent(keeps, &d.Result) || !record.SameMeta(keeps, &d.Result, true) {
+		s.fail("node %d: %v result %s is not the record it keeps, %s", to, d.Action, show(&d.Result), show(keeps))
 	}
 	switch d.Action {
-	case Nothing:
-		return false
 	case Take:
 		// Promise 1, step by step: live content is only replaced without a
 		// conflict copy by a version that saw it.
-		if local != nil && !local.Deleted && !d.Result.Version.Dominates(local.Version) {
-			s.fail("node %d: Take of %s replaces live %s it did not see", to, show(&d.Result), show(local))
+		if local != nil && !local.Deleted && !Saw(&remote, local) {
+			s.fail("node %d: Take of %s replaces live %s it did not see", to, show(&remote), show(local))
 		}
 	case Merge:
-		if local == nil || !record.SameContent(local, &d.Result) || !record.SameContent(&remote, &d.Result) {
-			s.fail("node %d: Merge of different contents %s / %s -> %s", to, show(local), show(&remote), show(&d.Result))
-		}
-		if !d.Result.Version.Dominates(local.Version) || !d.Result.Version.Dominates(remote.Version) {
-			s.fail("node %d: Merge result %s does not dominate both inputs", to, show(&d.Result))
+		if local == nil || !record.SameContent(local, &d.Result) {
+			s.fail("node %d: Merge of different contents %s / %s", to, show(local), show(&remote))
 		}
 	case ConflictTake:
 		if local == nil || local.Deleted || local.Type == record.Dir {
@@ -216,11 +264,98 @@ func (s *sim) deliver(from, to int) bool {
 		}
 		c, _ := contentOf(local)
 		s.copies = append(s.copies, c)
+	case Absorb:
+		s.checkKept(to, local, &remote)
 	}
 	res := d.Result
 	s.nodes[to] = &res
+	switch keeps {
+	case &remote:
+		s.origins[to] = origin
+	case &d.Result:
+		s.origins[to] = nil
+	}
+	s.logf("node %d <- %s: %v -> %s", to, whom, d.Action, show(&res))
 	return true
 }
+
+// checkKept checks a decision that keeps the local content over remote's:
+// a live remote content is only dropped for one that saw it, for a
+// concurrent live one that beats it (its own node keeps it as a conflict
+// copy), or when a later event of the node that made it saw it.
+func (s *sim) checkKept(to int, local, remote *record.Record) {
+	if remote.Deleted || local.ModifiedBy == remote.ModifiedBy && local.Dot == remote.Dot {
+		return
+	}
+	if local.Deleted && !Saw(local, remote) {
+		s.fail("node %d: keeps its delete %s over live %s it did not see", to, show(local), show(remote))
+	}
+}
+
+// receive hands node to the records every node in from holds, all at once,
+// as a node pulling from several peers does: it acts on what Choose picks
+// and asks again with its new record until Choose has nothing left. It
+// reports whether the node changed.
+func (s *sim) receive(to int, from []int) bool {
+	var remotes []record.Record
+	var origins []version.Vector
+	var whom []int
+	for _, f := range from {
+		if f != to && s.nodes[f] != nil {
+			remotes = append(remotes, *s.nodes[f])
+			origins = append(origins, s.origins[f])
+			whom = append(whom, f)
+		}
+	}
+	changed := false
+	for step := 0; ; step++ {
+		local := s.nodes[to]
+		i, d, ok := Choose(local, remotes)
+		if !ok {
+			for j := range remotes {
+				if Decide(local, &remotes[j]).Action != Nothing {
+					s.fail("node %d: Choose says done, but node %d's %s is still actionable", to, whom[j], show(&remotes[j]))
+				}
+			}
+			return changed
+		}
+		// Every step retires the chosen record for good (the node ends
+		// with it or with a version that saw it), so Choose must be done
+		// after one step per record.
+		if step == len(remotes) {
+			s.fail("(iv) node %d: Choose still acting after %d steps on %d records", to, step, len(remotes))
+		}
+		if want := Decide(local, &remotes[i]); !reflect.DeepEqual(want, d) {
+			s.fail("node %d: Choose's decision %+v differs from Decide's %+v", to, d, want)
+		}
+		// Choose's promise: if one actionable version saw the events of
+		// all the other actionable ones, and none of them saw its event,
+		// it is the one picked.
+		sameDot := func(a, b *record.Record) bool { return a.ModifiedBy == b.ModifiedBy && a.Dot == b.Dot }
+		for j := range remotes {
+			if Decide(local, &remotes[j]).Action == Nothing || sameDot(&remotes[j], &remotes[i]) {
+				continue
+			}
+			top := true
+			for k := range remotes {
+				if Decide(local, &remotes[k]).Action != Nothing && !sameDot(&remotes[j], &remotes[k]) &&
+					(!Saw(&remotes[j], &remotes[k]) || Saw(&remotes[k], &remotes[j])) {
+					top = false
+				}
+			}
+			if top {
+				s.fail("node %d: Choose picked %s although node %d's %s saw every actionable version", to, show(&remotes[i]), whom[j], show(&remotes[j]))
+			}
+		}
+		s.apply(to, remotes[i], origins[i], fmt.Sprintf("node %d (chosen among %v)", whom[i], whom))
+		changed = true
+	}
+}
+
+// maxRounds bounds gossip: every round in which something changes either
+// spreads the newest version one hop further or resolves a concurrency
+// for good, and a handful of nodes needs far fewer rounds than this.
+const maxRounds = 20
 
 // gossip delivers every node's record to every other one, in the order
 // given by order for each round, until a whole round changes nothing.
@@ -233,7 +368,6 @@ func (s *sim) gossip(order func(round int, pairs [][2]int) [][2]int) {
 			}
 		}
 	}
-	const maxRounds = 20
 	for round := range maxRounds {
 		changed := false
 		for _, p := range order(round, pairs) {
@@ -248,8 +382,30 @@ func (s *sim) gossip(order func(round int, pairs [][2]int) [][2]int) {
 	s.fail("(iv) gossip did not settle within %d rounds", maxRounds)
 }
 
+// gossipChoose is gossip where each node, in the order given for each
+// round, receives all the other nodes' records at once and uses Choose.
+func (s *sim) gossipChoose(order func(round int, nodes []int) []int) {
+	all := make([]int, len(s.nodes))
+	for i := range all {
+		all[i] = i
+	}
+	for round := range maxRounds {
+		changed := false
+		for _, n := range order(round, all) {
+			if s.receive(n, all) {
+				changed = true
+			}
+		}
+		if !changed {
+			return
+		}
+	}
+	s.fail("(iv) gossip with Choose did not settle within %d rounds", maxRounds)
+}
+
 func (s *sim) check() {
-	// (i) Convergence.
+	// (i) Convergence. Equal versions must also come from the same change:
+	// a version is made once, by one node, unless a counter is reused.
 	first := s.nodes[0]
 	for i, r := range s.nodes[1:] {
 		if (first == nil) != (r == nil) {
@@ -259,8 +415,11 @@ func (s *sim) check() {
 			continue
 		}
 		if first.Version.Compare(r.Version) != version.Equal || !record.SameContent(first, r) ||
-			!record.SameMeta(first, r, true) || first.ModifiedBy != r.ModifiedBy {
+			!record.SameMeta(first, r, true) || first.ModifiedBy != r.ModifiedBy || first.Dot != r.Dot {
 			s.fail("(i) nodes 0 and %d differ: %s / %s", i+1, show(first), show(r))
+		}
+		if s.origins[0].Compare(s.origins[i+1]) != version.Equal {
+			s.fail("(i) nodes 0 and %d hold version %v made from different changes (%v / %v)", i+1, first.Version, s.origins[0], s.origins[i+1])
 		}
 	}
 	if first == nil {
@@ -277,11 +436,20 @@ func (s *sim) check() {
 		s.fail("(ii) content c%d (written by node %d with %v) was lost", c, w.by, w.vec)
 	}
 
-	// (iii) No resurrection.
+	// (iii) No resurrection: a live record at the end was not seen by any
+	// delete. Resolutions merge contexts, so the final context says too
+	// little; what counts is the change that made the content and
+	// metadata at the name: its dot, and (the model's own bookkeeping)
+	// the context it was made with, its origin. A delete that saw that
+	// change saw this very content, which a later change (a rewrite, a
+	// chmod) would have replaced with a new one.
 	if !first.Deleted {
 		for _, dv := range s.deletes {
-			if dv.Dominates(first.Version) {
-				s.fail("(iii) final %s is live although delete %v saw it", show(first), dv)
+			if dv.Get(first.ModifiedBy) >= first.Dot {
+				s.fail("(iii) final %s is live although delete %v saw its event", show(first), dv)
+			}
+			if dv.Dominates(s.origins[0]) {
+				s.fail("(iii) final %s, made by the change at %v, is live although delete %v saw that change", show(first), s.origins[0], dv)
 			}
 		}
 	}
@@ -289,14 +457,20 @@ func (s *sim) check() {
 
 // simulate runs one random history; clock selects the version counter
 // floor: false is Update(id, 0) (a node whose clock does not help),
-// true a clock that ticks between local changes (the real scanner's
+// true a clock that ticks between new versions (the real node's
 // Update(id, now) on a well-behaved clock).
 func simulate(t *rapid.T, clock bool) {
 	n := rapid.SampledFrom([]int{3, 4, 2}).Draw(t, "nodes")
-	s := &sim{t: t, clock: clock, ids: simIDs[:n], nodes: make([]*record.Record, n), contents: map[uint64]*written{}}
+	s := &sim{t: t, clock: clock, ids: simIDs[:n], nodes: make([]*record.Record, n),
+		origins: make([]version.Vector, n), contents: map[uint64]*written{}}
+	all := make([]int, n)
+	for i := range all {
+		all[i] = i
+	}
 	steps := rapid.IntRange(50, 150).Draw(t, "steps")
 	for range steps {
-		if rapid.IntRange(0, 9).Draw(t, "deliver?") < 4 {
+		switch step := rapid.IntRange(0, 9).Draw(t, "step"); {
+		case step < 4:
 			// A local change. Small mtime range so that ties happen.
 			node := rapid.IntRange(0, n-1).Draw(t, "node")
 			kind := rapid.SampledFrom([]string{"file", "file", "symlink", "delete", "mkdir", "chmod"}).Draw(t, "kind")
@@ -308,23 +482,34 @@ func simulate(t *rapid.T, clock bool) {
 			mtime := rapid.Int64Range(1, 3).Draw(t, "mtime")
 			mode := rapid.SampledFrom([]uint32{0o644, 0o755}).Draw(t, "mode")
 			s.change(node, kind, mtime, mode)
-		} else {
+		case step < 8:
 			from := rapid.IntRange(0, n-1).Draw(t, "from")
 			to := rapid.IntRange(0, n-2).Draw(t, "to")
 			if to >= from {
 				to++
 			}
 			s.deliver(from, to)
+		default:
+			// A node pulls from all its peers at once.
+			to := rapid.IntRange(0, n-1).Draw(t, "receiver")
+			s.receive(to, rapid.Permutation(all).Draw(t, "senders"))
 		}
 	}
 	// The promises hold whatever the delivery order, so the same state is
-	// settled several times, each with its own drawn order.
+	// settled several times, each with its own drawn order: twice one
+	// record at a time, once with Choose over all peers' records.
 	for k := range 3 {
 		g := s.clone()
 		g.logf("-- gossip %d --", k)
-		g.gossip(func(round int, pairs [][2]int) [][2]int {
-			return rapid.Permutation(pairs).Draw(t, fmt.Sprintf("gossip%d.%d", k, round))
-		})
+		if k < 2 {
+			g.gossip(func(round int, pairs [][2]int) [][2]int {
+				return rapid.Permutation(pairs).Draw(t, fmt.Sprintf("gossip%d.%d", k, round))
+			})
+		} else {
+			g.gossipChoose(func(round int, nodes []int) []int {
+				return rapid.Permutation(nodes).Draw(t, fmt.Sprintf("gossip%d.%d", k, round))
+			})
+		}
 		g.check()
 	}
 }
@@ -343,84 +528,181 @@ func TestSimulateOnePathWithClock(t *testing.T) {
 }
 
 // The histories below are small counterexamples found with the model,
-// replayed step by step. Nodes 0, 1, 2 stand for A, B, C.
+// replayed step by step. Nodes 0, 1, 2 stand for A, B, C. Each runs with
+// both counter floors; the vectors in the comments are those of
+// Update(id, 0).
 
 // inOrder delivers in the fixed order (0→1, 0→2, 1→0, …).
 func inOrder(_ int, pairs [][2]int) [][2]int { return pairs }
 
 func newSim(t *testing.T, nodes int, clock bool) *sim {
-	return &sim{t: t, clock: clock, ids: simIDs[:nodes], nodes: make([]*record.Record, nodes), contents: map[uint64]*written{}}
+	return &sim{t: t, clock: clock, ids: simIDs[:nodes], nodes: make([]*record.Record, nodes),
+		origins: make([]version.Vector, nodes), contents: map[uint64]*written{}}
 }
 
-// A deletes x; the delete loses to C's concurrent edit y, and taking y
-// makes A forget its delete. When B's copy of the old x arrives, it beats
-// y on mtime and comes back everywhere, although A's delete saw it.
+// replay runs history on a fresh model of n nodes with each counter
+// floor, then gossips in order and checks the promises.
+func replay(t *testing.T, n int, history func(s *sim)) {
+	for _, clock := range []bool{false, true} {
+		t.Run(fmt.Sprintf("clock=%v", clock), func(t *testing.T) {
+			s := newSim(t, n, clock)
+			history(s)
+			s.gossip(inOrder)
+			s.check()
+		})
+	}
+}
+
+// The histories below are counterexamples that earlier designs failed
+// (the models found them), replayed step by step. Vectors in comments are
+// contexts; a record's dot is written "dot A:1".
+
+// A deletes x; the delete loses to C's concurrent edit y. Had A taken y
+// and forgotten its delete, B's copy of the old x would beat y on mtime
+// and come back. A holds y (dot C:1) with {A:2 C:1}: it saw x's event
+// A:1, so B's x loses.
 func TestNoResurrectionAfterEditBeatsDelete(t *testing.T) {
-	s := newSim(t, 3, true)
-	s.change(0, "file", 2, 0o644) // A writes x
-	s.deliver(0, 1)               // B has x
-	s.change(0, "delete", 2, 0)   // A deletes x
-	s.change(2, "file", 1, 0o644) // C writes y, concurrently, older mtime
-	s.deliver(2, 0)               // A: edit beats delete, takes y
-	s.deliver(1, 0)               // A: x vs y, x is newer: conflict-take x
-	s.gossip(inOrder)
-	s.check()
+	replay(t, 3, func(s *sim) {
+		s.change(0, "file", 2, 0o644) // A writes x {A:1}
+		s.deliver(0, 1)               // B has x
+		s.change(0, "delete", 2, 0)   // A deletes x {A:2}
+		s.change(2, "file", 1, 0o644) // C writes y {C:1}, concurrently, older mtime
+		s.deliver(2, 0)               // A: edit beats delete: takes y {A:2 C:1}
+		s.deliver(1, 0)               // A: x (dot A:1) was seen: nothing
+	})
 }
 
 // The same through a conflict: A deletes x and recreates z; z loses to
-// C's concurrent y, and taking y makes A forget the delete, so the old x
-// (which A deleted) wins the next conflict and comes back.
+// C's concurrent y, which A takes with {A:3 C:1}; the old x that B still
+// holds was seen.
 func TestNoResurrectionAfterConflict(t *testing.T) {
-	s := newSim(t, 3, true)
-	s.change(0, "file", 3, 0o644) // A writes x
-	s.deliver(0, 1)               // B has x
-	s.change(0, "delete", 3, 0)   // A deletes x
-	s.change(0, "file", 1, 0o644) // A writes z
-	s.change(2, "file", 2, 0o644) // C writes y, concurrently
-	s.deliver(2, 0)               // A: y is newer than z: conflict-take y
-	s.deliver(1, 0)               // A: x is newer than y: conflict-take x
-	s.gossip(inOrder)
-	s.check()
+	replay(t, 3, func(s *sim) {
+		s.change(0, "file", 3, 0o644) // A writes x {A:1}
+		s.deliver(0, 1)               // B has x
+		s.change(0, "delete", 3, 0)   // A deletes x {A:2}
+		s.change(0, "file", 1, 0o644) // A writes z {A:3}
+		s.change(2, "file", 2, 0o644) // C writes y {C:1}, concurrently
+		s.deliver(2, 0)               // A: y is newer than z: conflict-take y {A:3 C:1}
+		s.deliver(1, 0)               // A: x (dot A:1) was seen: nothing
+	})
 }
 
-// Taking a concurrent version drops the node's own counter, so its next
-// change reuses a counter value another version already carries: B's
-// delete of C's first write, merged with A's delete, looks as if it saw
-// C's second write w, which is then replaced without a conflict copy.
-// (With Update(id, now) this needs a clock that did not advance.)
+// A node that took a concurrent version must not reuse a counter value:
+// C keeps its own C:2 in the merged context, so its next write w is dot
+// C:3, which no delete saw: w ends at the name.
 func TestNoLostWriteAfterCounterReuse(t *testing.T) {
-	s := newSim(t, 3, false)
-	s.change(2, "file", 1, 0o644) // C writes c1 {C:1}
-	s.deliver(2, 1)               // B has c1
-	s.change(2, "delete", 1, 0)   // C deletes {C:2}
-	s.change(0, "file", 1, 0o644) // A writes a {A:1}
-	s.deliver(0, 2)               // C: edit beats delete: takes a {A:1}
-	s.change(2, "file", 1, 0o644) // C writes w {A:1 C:1}: C:1 again
-	s.change(0, "delete", 1, 0)   // A deletes a {A:2}
-	s.change(1, "delete", 1, 0)   // B deletes c1 {B:1 C:1}
-	s.deliver(0, 1)               // B: both deleted: merge {A:2 B:1 C:1}
-	s.deliver(1, 2)               // C: "greater": takes the delete, w is gone
-	s.gossip(inOrder)
-	s.check()
+	replay(t, 3, func(s *sim) {
+		s.change(2, "file", 1, 0o644) // C writes c1 {C:1}
+		s.deliver(2, 1)               // B has c1
+		s.change(2, "delete", 1, 0)   // C deletes {C:2}
+		s.change(0, "file", 1, 0o644) // A writes a {A:1}
+		s.deliver(0, 2)               // C: edit beats delete: takes a {A:1 C:2}
+		s.change(2, "file", 1, 0o644) // C writes w {A:1 C:3}
+		s.change(0, "delete", 1, 0)   // A deletes a {A:2}
+		s.change(1, "delete", 1, 0)   // B deletes c1 {B:1 C:1}
+		s.deliver(0, 1)               // B: concurrent deletes: merge to the winner
+		s.deliver(1, 2)               // C: w beats a delete that did not see it
+	})
 }
 
-// A merge keeps the winner's metadata with the joined vector, even when
-// that metadata belongs to a version its own writer has since replaced.
-// A and B independently create the same file (A's mtime newer); C merges
-// both and keeps A's mtime. A then sets its mtime back (touch -d, cp -p):
-// C merges that too but keeps A's stale mtime, while A and B pick B's. All
-// three end with equal vectors, so nothing is exchanged again, and C's
-// mtime differs for good.
+// Merges of the same bytes with different metadata: only the loser
+// merges, adopting the winner's event, so all three end with one
+// metadata.
 func TestMergeConverges(t *testing.T) {
-	s := newSim(t, 3, true)
-	s.change(0, "file", 10, 0o644) // A writes c1, mtime 10
-	s.deliver(0, 2)                // C has it
-	s.sameBytes(1, 1, 7, 0o644)    // B writes the same bytes, mtime 7
-	s.change(0, "chmod", 5, 0o644) // A sets the mtime back to 5
-	s.deliver(1, 2)                // C: merge, keeps A's mtime 10
-	s.deliver(0, 2)                // C: merge, still keeps mtime 10
-	s.gossip(inOrder)
-	s.check()
+	replay(t, 3, func(s *sim) {
+		s.change(0, "file", 10, 0o644) // A writes c1, mtime 10 {A:1}
+		s.deliver(0, 2)                // C has it
+		s.sameBytes(1, 1, 7, 0o644)    // B writes the same bytes, mtime 7 {B:1}
+		s.change(0, "chmod", 5, 0o644) // A sets the mtime back to 5 {A:2}
+		s.deliver(1, 2)                // C: its mtime 10 wins: nothing
+		s.deliver(0, 2)                // C: takes A's mtime 5 {A:2}
+	})
+}
+
+// A resolution must not look like a new edit: if it did, the winner's own
+// node, having meanwhile deleted the winner, would see its delete
+// concurrent with the resolution, and the live version would come back.
+// The loser adopts the winner's dot instead, so the delete saw it. Three
+// ways to adopt, on two nodes:
+//
+//   - take: B's delete of y loses to A's x: B takes x (dot A:1); A
+//     deletes x {A:2}, which saw A:1: B deletes x.
+//   - conflict: B's y loses to A's newer x: B keeps y as a copy and takes
+//     x (dot A:1); A deletes x.
+//   - merge: B wrote the same bytes as x; B's metadata loses: B merges to
+//     x's (dot A:1); A deletes x.
+func TestNoResurrectionOfAdoptedVersion(t *testing.T) {
+	t.Run("take", func(t *testing.T) {
+		replay(t, 2, func(s *sim) {
+			s.change(0, "file", 1, 0o644) // A writes x {A:1}
+			s.change(1, "file", 1, 0o644) // B writes y {B:1}
+			s.change(1, "delete", 1, 0)   // B deletes y {B:2}
+			s.deliver(0, 1)               // B: x beats the delete: take x {A:1 B:2}
+			s.change(0, "delete", 1, 0)   // A deletes x {A:2}
+		})
+	})
+	t.Run("conflict", func(t *testing.T) {
+		replay(t, 2, func(s *sim) {
+			s.change(0, "file", 2, 0o644) // A writes x {A:1}, mtime 2
+			s.change(1, "file", 1, 0o644) // B writes y {B:1}, mtime 1
+			s.deliver(0, 1)               // B: x is newer: conflict-take x {A:1 B:1}
+			s.change(0, "delete", 1, 0)   // A deletes x {A:2}
+		})
+	})
+	t.Run("merge", func(t *testing.T) {
+		replay(t, 2, func(s *sim) {
+			s.change(0, "file", 2, 0o644) // A writes x {A:1}, mtime 2
+			s.sameBytes(1, 1, 1, 0o644)   // B writes the same bytes {B:1}, mtime 1
+			s.deliver(0, 1)               // B: A's metadata wins: merge to x {A:1 B:1}
+			s.change(0, "delete", 1, 0)   // A deletes x {A:2}
+		})
+	})
+}
+
+// Two resolutions cross: C deletes x and the delete loses to A's
+// concurrent y (C holds y, dot A:1, {A:1 C:2}); meanwhile A's y loses to
+// x, which B still holds (A keeps y as a copy and holds x, dot C:1,
+// {A:1 C:1}). Each saw the other's event. x must not come back: C's
+// delete saw it; y is kept as A's copy. Neither stays at the name.
+func TestNoResurrectionAfterCrossedResolutions(t *testing.T) {
+	replay(t, 3, func(s *sim) {
+		s.change(2, "file", 1, 0o644) // C writes x {C:1}
+		s.deliver(2, 1)               // B has x
+		s.change(0, "file", 1, 0o644) // A writes y {A:1}
+		s.change(2, "delete", 1, 0)   // C deletes x {C:2}
+		s.deliver(0, 2)               // C: y beats the delete: take y {A:1 C:2}
+		s.deliver(1, 0)               // A: x beats y (same mtime, higher node): conflict-take x {A:1 C:1}
+	})
+}
+
+// A winner must not take in the loser's context: B's c40 beats A's
+// concurrent c41 on mtime; had B merged A's context into c40's record,
+// that record would claim to have seen c41, and A would then take c40
+// without keeping c41 as a conflict copy. (Found by the model.)
+func TestNoLostWriteWhenWinnerAbsorbs(t *testing.T) {
+	replay(t, 2, func(s *sim) {
+		s.change(1, "file", 3, 0o644) // B writes c1 {B:1}, newer
+		s.change(0, "file", 1, 0o644) // A writes c2 {A:1}
+		s.deliver(0, 1)               // B: c1 wins: nothing (and no context taken in)
+		s.deliver(1, 0)               // A: keeps c2 as a copy, takes c1 {A:1 B:1}
+	})
+}
+
+// Two records each made obsolete by a later event of the other's node:
+// C's dir d (dot C:1) was deleted by C:2, and A's symlink s (dot A:1) was
+// replaced by A's file f (A:2), which lost to d and is a conflict copy on
+// A. Each record saw the other's event; picking either would resurrect
+// it. (Found by the model.)
+func TestNoResurrectionWhenBothObsolete(t *testing.T) {
+	replay(t, 3, func(s *sim) {
+		s.change(0, "symlink", 1, 0o644) // A: s {A:1}
+		s.change(2, "mkdir", 1, 0o755)   // C: d {C:1}
+		s.deliver(2, 1)                  // B has d
+		s.change(2, "delete", 1, 0)      // C deletes d {C:2}
+		s.deliver(0, 2)                  // C: s beats the delete: takes s {A:1 C:2}
+		s.change(0, "file", 1, 0o644)    // A: f over s {A:2}
+		s.deliver(1, 0)                  // A: d beats f: conflict-take d {A:2 C:1}
+	})
 }
 
 // sameBytes makes node n write a file holding the bytes of an earlier
@@ -431,16 +713,13 @@ func (s *sim) sameBytes(n int, c uint64, mtime int64, mode uint32) {
 	if prev != nil {
 		pv = prev.Version
 	}
-	var floor uint64
-	if s.clock {
-		s.now++
-		floor = s.now
-	}
 	var b record.Block
 	binary.BigEndian.PutUint64(b.Hash[:], c)
 	b.Size = uint32(c)
 	r := &record.Record{Path: "p", Type: record.File, Blocks: []record.Block{b}, Size: int64(b.Size),
-		MTime: mtime, Mode: mode, ModifiedBy: s.ids[n], Version: pv.Update(s.ids[n], floor)}
+		MTime: mtime, Mode: mode}
+	*r = r.NewEvent(pv, s.ids[n], s.stamp())
 	s.nodes[n] = r
+	s.origins[n] = r.Version
 	s.logf("node %d writes the bytes of c%d -> %s", n, c, show(r))
 }

@@ -136,7 +136,10 @@ func (r *Record) Validate() error {
 	if !r.Version.Valid() || len(r.Version) == 0 {
 		return fmt.Errorf("%q: invalid version vector %v", r.Path, r.Version)
 	}
-	if r.Dot == 0 || r.Version.Get(r.ModifiedBy) < r.Dot {
+	if r.Dot == 0 && (!r.Deleted || r.ModifiedBy != 0) {
+		return fmt.Errorf("%q: a version without an event must be a tombstone", r.Path)
+	}
+	if r.Version.Get(r.ModifiedBy) < r.Dot {
 		return fmt.Errorf("%q: the version's event (%x, %d) is not in its context %v", r.Path, r.ModifiedBy, r.Dot, r.Version)
 	}
 	if r.Deleted {
