@@ -259,7 +259,7 @@ func (f *Folder) recover() error {
 			if err := tx.ClearPending(r.Path); err != nil {
 				return err
 			}
-			return tx.ClearNeed(r.Path)
+			return clearNeedIfDone(tx, r.Path, &rec)
 		})
 		if err != nil {
 			return err

@@ -22,6 +22,7 @@ import (
 	"tandem/internal/index"
 	"tandem/internal/protocol"
 	"tandem/internal/record"
+	"tandem/internal/watcher"
 )
 
 // Peers is what a folder needs from the network.
@@ -253,6 +254,17 @@ func (f *Folder) Run(ctx context.Context) error {
 	if err := f.recover(); err != nil {
 		f.log.Warn("recovering interrupted transfers", "err", err)
 	}
+	// The watcher starts before the initial scan: a change made while the
+	// scan runs is then either seen by the scan or reported by the
+	// watcher (its scan request waits in the queue until the initial
+	// scan is done), never missed.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	w, werr := watcher.New(f.cfg.Path, watcher.Options{Logger: f.log})
+	if werr != nil {
+		f.log.Error("cannot watch folder; relying on periodic rescans until it can", "err", werr)
+	}
+	wg.Go(func() { f.watchLoop(ctx, w) })
 	f.setState("scanning", nil)
 	if err := f.fullScan(ctx); err != nil {
 		f.setState("error", err)
@@ -265,12 +277,9 @@ func (f *Folder) Run(ctx context.Context) error {
 	f.stMu.Unlock()
 	f.Wake()
 
-	var wg sync.WaitGroup
-	wg.Go(func() { f.watchLoop(ctx) })
 	wg.Go(func() { f.pullLoop(ctx) })
 	wg.Go(func() { f.trashLoop(ctx) })
 	f.scanLoop(ctx)
-	wg.Wait()
 	return nil
 }
 

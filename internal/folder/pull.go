@@ -151,10 +151,9 @@ func (f *Folder) plan() (items []item, waiting, absorbed bool, err error) {
 	})
 	if err == nil && len(clear)+len(absorb) > 0 {
 		err = f.idx.Update(func(tx *index.Tx) error {
-			for _, p := range clear {
-				if err := tx.ClearNeed(p); err != nil {
-					return err
-				}
+			// Checked again here: a peer's record may have arrived since.
+			if err := clearNeedsIfDone(tx, clear); err != nil {
+				return err
 			}
 			// Absorb: the local content stays, its record learns what the
 			// peer saw. Only the context changes, so no disk check is needed;
@@ -465,7 +464,15 @@ func (f *Folder) placeLocked(jobs []*job) error {
 					}
 					continue
 				}
-				r.Inode, r.CTime = st.Inode, st.CTime
+				// Cache the stat only if it shows what was placed: a
+				// local write right after the rename must not be taken
+				// for the remote version; without a cache the next scan
+				// hashes the file.
+				if r.Type == record.Dir || r.Type == record.Symlink || (st.Size == r.Size && st.MTime == r.MTime) {
+					r.Inode, r.CTime = st.Inode, st.CTime
+				} else {
+					f.requestScan([]string{j.path}, false)
+				}
 			}
 			if _, err := tx.Put(r); err != nil {
 				return err
@@ -473,7 +480,7 @@ func (f *Folder) placeLocked(jobs []*job) error {
 			if err := tx.ClearPending(r.Path); err != nil {
 				return err
 			}
-			if err := tx.ClearNeed(r.Path); err != nil {
+			if err := clearNeedIfDone(tx, r.Path, &r); err != nil {
 				return err
 			}
 			applied++
@@ -504,6 +511,13 @@ func (f *Folder) placeOne(j *job) error {
 		if err := f.mkParents(j.path); err != nil {
 			return err
 		}
+	}
+	if j.dec.Action != reconcile.Merge {
+		g, err := f.guardLocal(j.item)
+		if err != nil {
+			return err
+		}
+		defer f.release(g, j.path, r.Deleted)
 	}
 	switch {
 	case j.dec.Action == reconcile.Merge:
@@ -707,7 +721,7 @@ func (f *Folder) dirNotEmpty(j *job) error {
 		if _, err := tx.Put(keep); err != nil {
 			return err
 		}
-		return tx.ClearNeed(j.path)
+		return clearNeedIfDone(tx, j.path, &keep)
 	})
 	if err == nil {
 		j.handled = true

@@ -7,11 +7,15 @@ import (
 	"tandem/internal/watcher"
 )
 
-// watchLoop feeds filesystem events to the scanner. If the watcher fails
-// it is restarted and a full scan covers whatever it missed.
-func (f *Folder) watchLoop(ctx context.Context) {
+// watchLoop feeds filesystem events to the scanner, starting with w if it
+// is not nil. If the watcher fails it is restarted and a full scan covers
+// whatever it missed.
+func (f *Folder) watchLoop(ctx context.Context, w *watcher.Watcher) {
 	for ctx.Err() == nil {
-		w, err := watcher.New(f.cfg.Path, watcher.Options{Logger: f.log})
+		var err error
+		if w == nil {
+			w, err = watcher.New(f.cfg.Path, watcher.Options{Logger: f.log})
+		}
 		if err != nil {
 			f.log.Error("cannot watch folder; relying on periodic rescans until it can", "err", err)
 			select {
@@ -46,6 +50,7 @@ func (f *Folder) watchLoop(ctx context.Context) {
 		}
 		cancel()
 		w.Close()
+		w = nil
 		if ctx.Err() == nil {
 			f.requestScan(nil, true)
 			select {

@@ -1,0 +1,147 @@
+package folder
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"tandem/internal/record"
+)
+
+// guard holds open a local file that a remote change is about to replace
+// or delete. The disk is checked against the index just before the
+// change; a write that still slips in between that check and the rename
+// or unlink went to the old inode, which the guard keeps reachable, so
+// its content can be saved instead of lost.
+type guard struct {
+	fd *os.File
+	st unix.Stat_t
+}
+
+// testHookChecked, if set (by tests), runs after guardLocal's check with
+// the path it guards: the moment a local write can still slip in.
+var testHookChecked func(path string)
+
+// guardLocal checks that the local file at it.path is what the index
+// says and opens it. It returns nil (nothing to guard) unless the index
+// holds a live regular file there; errDefer (and a scan) if the disk
+// differs from the index.
+func (f *Folder) guardLocal(it item) (*guard, error) {
+	if it.local == nil || it.local.Deleted || it.local.Type != record.File {
+		return nil, nil
+	}
+	fd, err := f.root.OS().OpenFile(it.path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
+			f.requestScan([]string{it.path}, false)
+			return nil, errDefer
+		}
+		return nil, fmt.Errorf("open %s: %w", f.root.Abs(it.path), err)
+	}
+	g := &guard{fd: fd}
+	if err := unix.Fstat(int(fd.Fd()), &g.st); err != nil {
+		fd.Close()
+		return nil, fmt.Errorf("stat %s: %w", f.root.Abs(it.path), err)
+	}
+	l := it.local
+	if g.st.Mode&unix.S_IFMT != unix.S_IFREG || g.st.Size != l.Size || g.st.Ino != l.Inode ||
+		g.st.Mtim.Nano() != l.MTime || g.st.Ctim.Nano() != l.CTime {
+		fd.Close()
+		f.requestScan([]string{it.path}, false)
+		return nil, errDefer
+	}
+	if testHookChecked != nil {
+		testHookChecked(it.path)
+	}
+	return g, nil
+}
+
+// release closes the guard after the file was replaced or removed. If the
+// old file was written since the check (its size or mtime moved; ctime
+// cannot tell, the rename or unlink changes it), its content is saved,
+// and the next scan picks it up as a new local file: at path itself if
+// atPath is set and path is free (a delete that did not see the write
+// must not remove it), else as a conflict copy next to path.
+func (f *Folder) release(g *guard, path string, atPath bool) {
+	if g == nil {
+		return
+	}
+	defer g.fd.Close()
+	var now unix.Stat_t
+	if err := unix.Fstat(int(g.fd.Fd()), &now); err != nil {
+		f.log.Warn("cannot check the replaced file for a late write", "path", path, "err", err)
+		return
+	}
+	if now.Size == g.st.Size && now.Mtim == g.st.Mtim {
+		return
+	}
+	name, err := f.saveRaced(g.fd, &now, path, atPath)
+	if err != nil {
+		f.log.Error("a local write raced a remote change and could not be saved; it is only in the trash, if the trash is on", "path", path, "err", err)
+		return
+	}
+	if name == path {
+		f.log.Warn("a local write raced a remote delete; the file stays", "path", path)
+	} else {
+		f.log.Warn("a local write raced a remote change; kept it as a conflict copy", "path", path, "copy", name)
+		f.stMu.Lock()
+		f.stats.Conflicts++
+		f.stMu.Unlock()
+	}
+	f.requestScan([]string{name}, false)
+}
+
+// saveRaced copies the content of fd into a new file at path (atPath) or
+// under a conflict name of it, with fd's mode and mtime, and returns the
+// name used.
+func (f *Folder) saveRaced(fd *os.File, st *unix.Stat_t, path string, atPath bool) (string, error) {
+	tmp := f.tmpName()
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	_, err = io.Copy(out, io.NewSectionReader(fd, 0, st.Size))
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, os.FileMode(st.Mode&0o7777))
+	}
+	if err == nil {
+		mt := time.Unix(st.Mtim.Unix())
+		err = os.Chtimes(tmp, mt, mt)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	stamp := time.Unix(st.Mtim.Unix()).UTC().Format(stampLayout)
+	name := ConflictName(path, stamp, f.me.Short())
+	if _, err := f.root.OS().Lstat(path); atPath && errors.Is(err, fs.ErrNotExist) {
+		name = path
+	}
+	for i := 2; name != path; i++ {
+		if _, err := f.root.OS().Lstat(name); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		name = ConflictName(path, stamp, fmt.Sprintf("%s.%d", f.me.Short(), i))
+	}
+	if err := f.root.CheckParents(name); err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	if err := os.Rename(tmp, f.root.Abs(name)); err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	return name, nil
+}

@@ -1,0 +1,46 @@
+package folder
+
+import (
+	"tandem/internal/index"
+	"tandem/internal/reconcile"
+	"tandem/internal/record"
+)
+
+// clearNeedIfDone removes path from the work list unless a peer's record
+// still calls for an action against local (the record the index now
+// holds, nil if none). It runs in the transaction that stores local, so
+// a peer's record that arrived while the path was being applied is never
+// dropped from the work list.
+func clearNeedIfDone(tx *index.Tx, path string, local *record.Record) error {
+	rm, err := tx.Remotes(path)
+	if err != nil {
+		return err
+	}
+	recs := make([]record.Record, 0, len(rm))
+	for _, r := range rm {
+		recs = append(recs, r)
+	}
+	if _, _, ok := reconcile.Choose(local, recs); ok {
+		return nil
+	}
+	return tx.ClearNeed(path)
+}
+
+// clearNeedsIfDone is clearNeedIfDone for paths whose local record is
+// read from the index.
+func clearNeedsIfDone(tx *index.Tx, paths []string) error {
+	for _, p := range paths {
+		local, ok, err := tx.Get(p)
+		if err != nil {
+			return err
+		}
+		var lp *record.Record
+		if ok {
+			lp = &local
+		}
+		if err := clearNeedIfDone(tx, p, lp); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,206 @@
+package folder
+
+import (
+	"context"
+	"crypto/sha256"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"tandem/internal/config"
+	"tandem/internal/identity"
+	"tandem/internal/index"
+	"tandem/internal/protocol"
+	"tandem/internal/record"
+	"tandem/internal/version"
+)
+
+// fakePeers serves blocks from memory. A request for a path in hold
+// blocks until that path's channel is closed; requested reports each
+// such request.
+type fakePeers struct {
+	mu        sync.Mutex
+	data      map[[32]byte][]byte
+	hold      map[string]chan struct{}
+	requested chan string
+}
+
+func (p *fakePeers) Connected(identity.ID) bool { return true }
+
+func (p *fakePeers) Request(ctx context.Context, _ identity.ID, req *protocol.Request) ([]byte, error) {
+	p.mu.Lock()
+	d, gate := p.data[req.Hash], p.hold[req.Path]
+	p.mu.Unlock()
+	if gate != nil {
+		p.requested <- req.Path
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return d, nil
+}
+
+// remoteFile is a one-block file record of node by at counter n.
+func remoteFile(p *fakePeers, path, content string, mode uint32, by uint64, n uint64) record.Record {
+	h := sha256.Sum256([]byte(content))
+	p.mu.Lock()
+	p.data[h] = []byte(content)
+	p.mu.Unlock()
+	var v version.Vector
+	for range n {
+		v = v.Update(by, 0)
+	}
+	return record.Record{Path: path, Type: record.File, Size: int64(len(content)), Mode: mode, MTime: 1e18,
+		Blocks: []record.Block{{Hash: h, Size: uint32(len(content))}}, Version: v, ModifiedBy: by, Dot: n}
+}
+
+func startFolder(t *testing.T, peers Peers) (*Folder, string) {
+	t.Helper()
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	db, err := index.Open(filepath.Join(dir, "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	fi, err := db.Folder("f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := New(Options{
+		Config: config.Folder{ID: "f", Path: root, Rescan: time.Hour},
+		Me:     identity.ID{1, 2, 3},
+		Index:  fi,
+		Peers:  peers,
+		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return f, root
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// TestNewerVersionDuringApplyIsApplied delivers a newer version of a path
+// while the older one is being fetched: once the old one is placed, the
+// new one must still be applied (the work item must not be cleared by the
+// commit of the old one).
+func TestNewerVersionDuringApplyIsApplied(t *testing.T) {
+	peers := &fakePeers{data: map[[32]byte][]byte{}, hold: map[string]chan struct{}{}, requested: make(chan string, 1)}
+	gate := make(chan struct{})
+	peers.hold["zz"] = gate
+	f, root := startFolder(t, peers)
+	peer := identity.ID{9, 9, 9}
+	by := peer.Short64()
+	old := remoteFile(peers, "zz", "content", 0o644, by, 1)
+	if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 7, Records: []record.Record{old}, Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-peers.requested:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the folder never fetched zz")
+	}
+	// Same bytes, new mode: a metadata-only change, so the blocks being
+	// fetched stay valid.
+	newer := remoteFile(peers, "zz", "content", 0o600, by, 2)
+	if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 7, Records: []record.Record{newer}, Last: 2}); err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+	waitFor(t, "zz to get mode 0600", func() bool {
+		fi, err := os.Lstat(filepath.Join(root, "zz"))
+		return err == nil && fi.Mode().Perm() == 0o600
+	})
+	waitFor(t, "the index to hold the newer version", func() bool {
+		var r record.Record
+		_ = f.idx.View(func(tx *index.Tx) error { r, _, _ = tx.Get("zz"); return nil })
+		return r.Dot == 2 && r.Mode == 0o600
+	})
+}
+
+// TestLocalWriteRacingRemoteChangeIsKept writes to a local file just
+// after the last check before a remote version replaces (or deletes) it.
+// The write did not reach the index, so the remote version, which saw the
+// old content only, must not take it away: it is kept as a conflict copy
+// (replace) or stays at its name (delete).
+func TestLocalWriteRacingRemoteChangeIsKept(t *testing.T) {
+	for _, del := range []bool{false, true} {
+		t.Run(map[bool]string{false: "replace", true: "delete"}[del], func(t *testing.T) {
+			peers := &fakePeers{data: map[[32]byte][]byte{}, hold: map[string]chan struct{}{}, requested: make(chan string, 1)}
+			f, root := startFolder(t, peers)
+			p := filepath.Join(root, "doc.txt")
+			if err := os.WriteFile(p, []byte("original\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var local record.Record
+			waitFor(t, "the scan to record doc.txt", func() bool {
+				var ok bool
+				_ = f.idx.View(func(tx *index.Tx) error { local, ok, _ = tx.Get("doc.txt"); return nil })
+				return ok && !local.Deleted
+			})
+			testHookChecked = func(path string) {
+				if path != "doc.txt" {
+					return
+				}
+				fh, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				fh.WriteString("local edit\n")
+				fh.Close()
+			}
+			t.Cleanup(func() { testHookChecked = nil })
+			peer := identity.ID{9, 9, 9}
+			by := peer.Short64()
+			remote := remoteFile(peers, "doc.txt", "remote\n", 0o644, by, 1)
+			if del {
+				remote = record.Record{Path: "doc.txt", Type: record.File, Deleted: true, ModifiedBy: by, Dot: 1}
+			}
+			remote.Version = local.Version.Merge(version.Vector{}.Update(by, 0))
+			if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 7, Records: []record.Record{remote}, Last: 1}); err != nil {
+				t.Fatal(err)
+			}
+			want := "original\nlocal edit\n"
+			waitFor(t, "the remote change to be applied and the local write kept", func() bool {
+				es, _ := os.ReadDir(root)
+				kept, atName := false, ""
+				for _, e := range es {
+					b, err := os.ReadFile(filepath.Join(root, e.Name()))
+					if err != nil {
+						continue
+					}
+					if e.Name() == "doc.txt" {
+						atName = string(b)
+					}
+					if string(b) == want && (del == (e.Name() == "doc.txt")) {
+						kept = true
+					}
+				}
+				if del {
+					return kept
+				}
+				return kept && atName == "remote\n"
+			})
+		})
+	}
+}
