@@ -249,7 +249,7 @@ func (f *Folder) flush(b *scanBatch) error {
 	stable := cands[:0]
 	for _, c := range cands {
 		// A file still being written is picked up by its next event.
-		if now, ok, err := f.root.Lstat(c.cur.Path); err == nil && ok && now == c.pre {
+		if now, ok, err := f.root.Lstat(c.cur.Path); err == nil && ok && unmoved(now, c.pre) {
 			stable = append(stable, c)
 		}
 	}
@@ -289,6 +289,19 @@ func (f *Folder) flush(b *scanBatch) error {
 		f.opt.Changed()
 	}
 	return nil
+}
+
+// unmoved reports whether a path's stat stayed what it was when it was
+// read. A directory's mtime and ctime move whenever an entry is added or
+// removed, which says nothing about the directory's own synced state
+// (type, mode, owner) and raises no event for the directory itself: if
+// they counted, a chmod followed at once by a new entry would be dropped
+// until the next full rescan.
+func unmoved(now, pre fsutil.Stat) bool {
+	if pre.Type == record.Dir {
+		return now.Type == record.Dir && now.Inode == pre.Inode && now.Mode == pre.Mode && now.UID == pre.UID && now.GID == pre.GID
+	}
+	return now == pre
 }
 
 // commitLocal stores cur as the local state: a new version if it differs
