@@ -27,6 +27,9 @@ type item struct {
 	local   *record.Record
 	dec     reconcile.Decision
 	sources []identity.ID // connected peers holding exactly the chosen version
+	// dropCopy: the item deletes a conflict copy whose version was
+	// replaced by a change that saw it (a local event, not a peer's).
+	dropCopy bool
 }
 
 // errDefer means: leave the path on the work list and look again later,
@@ -125,6 +128,19 @@ func (f *Folder) plan() (items []item, waiting, absorbed bool, err error) {
 				lp = &local
 			}
 			_, d, ok := reconcile.Choose(lp, recs)
+			if !ok && had {
+				obsolete, err := copyObsolete(tx, &local)
+				if err != nil {
+					return err
+				}
+				if obsolete {
+					// A local delete of the copy, as if made here.
+					del := record.Record{Path: p, Type: local.Type, Deleted: true, MTime: now.UnixNano(),
+						PrevBy: local.ModifiedBy, PrevDot: local.Dot}.NewEvent(local.Version, f.meShort, uint64(now.Unix()))
+					items = append(items, item{path: p, local: lp, dec: reconcile.Decision{Action: reconcile.Take, Result: del}, dropCopy: true})
+					continue
+				}
+			}
 			if !ok {
 				clear = append(clear, p)
 				continue
@@ -480,8 +496,17 @@ func (f *Folder) placeLocked(jobs []*job) error {
 			if err := tx.ClearPending(r.Path); err != nil {
 				return err
 			}
-			if err := clearNeedIfDone(tx, r.Path, &r); err != nil {
+			if j.dropCopy {
+				f.log.Info("deleted a conflict copy: the version it kept was deleted or replaced by a change that saw it", "path", r.Path, "copy of", j.local.CopyOf)
+			}
+			// A copy whose version is already gone stays on the work list,
+			// to be deleted next.
+			if obsolete, err := copyObsolete(tx, &r); err != nil {
 				return err
+			} else if !obsolete {
+				if err := clearNeedIfDone(tx, r.Path, &r); err != nil {
+					return err
+				}
 			}
 			applied++
 			f.log.Debug("applied remote version", "path", r.Path, "action", j.dec.Action, "deleted", r.Deleted, "version", r.Version)
@@ -635,6 +660,8 @@ func (f *Folder) keepConflictCopy(it item) error {
 	f.log.Warn("conflict: concurrent versions; keeping the local one as a copy", "path", it.path, "copy", name)
 	cp := loc
 	cp.Path, cp.Seq = name, 0
+	cp.CopyOf, cp.CopyBy, cp.CopyDot = it.path, loc.ModifiedBy, loc.Dot
+	cp.PrevBy, cp.PrevDot = 0, 0
 	cp.Inode, cp.CTime = st.Inode, st.CTime
 	defer f.opt.Changed()
 	return f.idx.Update(func(tx *index.Tx) error {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -201,6 +202,73 @@ func TestLocalWriteRacingRemoteChangeIsKept(t *testing.T) {
 				}
 				return kept && atName == "remote\n"
 			})
+		})
+	}
+}
+
+// TestConflictCopyOfDeletedVersionGoes: node c's version of x.txt loses a
+// conflict here and is kept as a copy; then c's delete of x.txt arrives,
+// made while c still held that version (the delete replaced it). The copy
+// must go too, or the delete would come back as a copy. A delete that
+// replaced the winner instead (made after c adopted it) leaves the copy.
+func TestConflictCopyOfDeletedVersionGoes(t *testing.T) {
+	for _, replacedLoser := range []bool{true, false} {
+		t.Run(map[bool]string{true: "delete of the kept version", false: "delete of the winner"}[replacedLoser], func(t *testing.T) {
+			peers := &fakePeers{data: map[[32]byte][]byte{}, hold: map[string]chan struct{}{}, requested: make(chan string, 1)}
+			f, root := startFolder(t, peers)
+			pc, pa := identity.ID{0xc0}, identity.ID{0xa0}
+			c, a := pc.Short64(), pa.Short64()
+			vc := remoteFile(peers, "x.txt", "version of c\n", 0o644, c, 1)
+			vc.MTime = 1e18
+			if err := f.HandleIndex(pc, &protocol.Index{Folder: "f", IndexID: 1, Records: []record.Record{vc}, Last: 1}); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "c's version", func() bool {
+				b, _ := os.ReadFile(filepath.Join(root, "x.txt"))
+				return string(b) == "version of c\n"
+			})
+			va := remoteFile(peers, "x.txt", "version of a\n", 0o644, a, 1)
+			va.MTime = 2e18 // newer: wins
+			if err := f.HandleIndex(pa, &protocol.Index{Folder: "f", IndexID: 2, Records: []record.Record{va}, Last: 1}); err != nil {
+				t.Fatal(err)
+			}
+			copies := func() []string {
+				es, _ := os.ReadDir(root)
+				var out []string
+				for _, e := range es {
+					if strings.Contains(e.Name(), ".conflict-") {
+						out = append(out, e.Name())
+					}
+				}
+				return out
+			}
+			waitFor(t, "a's version and a copy of c's", func() bool {
+				b, _ := os.ReadFile(filepath.Join(root, "x.txt"))
+				return string(b) == "version of a\n" && len(copies()) == 1
+			})
+			del := record.Record{Path: "x.txt", Type: record.File, Deleted: true, MTime: 3e18, ModifiedBy: c, Dot: 2,
+				Version: version.Vector{}.Update(c, 0).Update(c, 0), PrevBy: c, PrevDot: 1}
+			if !replacedLoser {
+				del.Version = del.Version.Merge(va.Version)
+				del.PrevBy, del.PrevDot = a, 1
+			}
+			if err := f.HandleIndex(pc, &protocol.Index{Folder: "f", IndexID: 1, Records: []record.Record{del}, Last: 2}); err != nil {
+				t.Fatal(err)
+			}
+			if replacedLoser {
+				waitFor(t, "the copy to go, a's version to stay", func() bool {
+					b, _ := os.ReadFile(filepath.Join(root, "x.txt"))
+					return string(b) == "version of a\n" && len(copies()) == 0
+				})
+				return
+			}
+			waitFor(t, "x.txt to be deleted", func() bool {
+				_, err := os.Lstat(filepath.Join(root, "x.txt"))
+				return os.IsNotExist(err)
+			})
+			if cs := copies(); len(cs) != 1 {
+				t.Fatalf("copies %v, want the copy of c's version to stay", cs)
+			}
 		})
 	}
 }

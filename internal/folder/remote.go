@@ -59,6 +59,11 @@ func (f *Folder) HandleIndex(peer identity.ID, m *protocol.Index) error {
 				}
 				needed++
 			}
+			n, err := flagCopies(tx, &r)
+			if err != nil {
+				return err
+			}
+			needed += n
 		}
 		return nil
 	})

@@ -318,8 +318,14 @@ func (f *Folder) commitLocal(tx *index.Tx, cur record.Record) (bool, error) {
 		cur.UID, cur.GID = old.UID, old.GID
 	}
 	cur = cur.NewEvent(old.Version, f.meShort, uint64(f.opt.Now().Unix()))
+	if had && !old.Deleted {
+		cur.PrevBy, cur.PrevDot = old.ModifiedBy, old.Dot
+	}
 	stored, err := tx.Put(cur)
 	if err != nil {
+		return false, err
+	}
+	if _, err := flagCopies(tx, &stored); err != nil {
 		return false, err
 	}
 	f.log.Debug("local change", "path", cur.Path, "type", cur.Type, "size", cur.Size, "version", stored.Version, "seq", stored.Seq)
@@ -344,8 +350,12 @@ func (f *Folder) markDeleted(tx *index.Tx, rel string) (bool, error) {
 	}
 	now := f.opt.Now()
 	for _, r := range recs {
-		t := record.Record{Path: r.Path, Type: r.Type, Deleted: true, MTime: now.UnixNano()}.NewEvent(r.Version, f.meShort, uint64(now.Unix()))
+		t := record.Record{Path: r.Path, Type: r.Type, Deleted: true, MTime: now.UnixNano(),
+			PrevBy: r.ModifiedBy, PrevDot: r.Dot}.NewEvent(r.Version, f.meShort, uint64(now.Unix()))
 		if _, err := tx.Put(t); err != nil {
+			return false, err
+		}
+		if _, err := flagCopies(tx, &t); err != nil {
 			return false, err
 		}
 		f.log.Debug("local delete", "path", t.Path, "version", t.Version)

@@ -62,6 +62,16 @@ type Record struct {
 	ModifiedBy uint64 `cbor:"12,keyasint,omitempty"` // short ID of the node of the event
 	Dot        uint64 `cbor:"14,keyasint,omitempty"` // that node's counter for the event
 	Seq        uint64 `cbor:"13,keyasint,omitempty"` // the holder's local sequence number
+	// The dot of the live content this record's event replaced (zero if
+	// none). A conflict copy of that content uses it to learn that the
+	// content was deleted or replaced by a change that saw it.
+	PrevBy  uint64 `cbor:"18,keyasint,omitempty"`
+	PrevDot uint64 `cbor:"19,keyasint,omitempty"`
+	// For a conflict copy made by tandem, as long as nobody changed it:
+	// the path and the dot of the version whose content it keeps.
+	CopyOf  string `cbor:"15,keyasint,omitempty"`
+	CopyBy  uint64 `cbor:"16,keyasint,omitempty"`
+	CopyDot uint64 `cbor:"17,keyasint,omitempty"`
 
 	// Local stat cache: lets a scan skip unchanged files without rehashing.
 	// Never sent to peers.
@@ -118,6 +128,14 @@ func (r Record) NewEvent(prev version.Vector, me, now uint64) Record {
 	return r
 }
 
+// CopyReplacedBy reports whether cp, an unchanged conflict copy, keeps the
+// content that r's event replaced (deleted, overwrote): that event saw the
+// content, so the copy has nothing left to keep.
+func (cp *Record) CopyReplacedBy(r *Record) bool {
+	return cp.CopyOf != "" && !cp.Deleted && r.Path == cp.CopyOf &&
+		r.PrevDot != 0 && r.PrevBy == cp.CopyBy && r.PrevDot == cp.CopyDot
+}
+
 // Wire returns a copy without the local-only fields, for sending.
 func (r Record) Wire() Record {
 	r.Inode, r.CTime = 0, 0
@@ -141,6 +159,11 @@ func (r *Record) Validate() error {
 	}
 	if r.Version.Get(r.ModifiedBy) < r.Dot {
 		return fmt.Errorf("%q: the version's event (%x, %d) is not in its context %v", r.Path, r.ModifiedBy, r.Dot, r.Version)
+	}
+	if r.CopyOf != "" {
+		if err := ValidName(r.CopyOf); err != nil {
+			return fmt.Errorf("%q: copy of: %w", r.Path, err)
+		}
 	}
 	if r.Deleted {
 		return nil
