@@ -44,3 +44,21 @@ func clearNeedsIfDone(tx *index.Tx, paths []string) error {
 	}
 	return nil
 }
+
+// needIfPeersNew puts path on the work list if a peer's record of it
+// holds events the local record r (just stored by a local change) has not
+// seen. A local change can turn a peer's record that lost before into
+// one that now wins: a file deleted here after its concurrent edit
+// elsewhere lost to a local write must come back.
+func needIfPeersNew(tx *index.Tx, r *record.Record) (bool, error) {
+	rm, err := tx.Remotes(r.Path)
+	if err != nil {
+		return false, err
+	}
+	for _, o := range rm {
+		if !r.Version.Dominates(o.Version) {
+			return true, tx.SetNeed(r.Path)
+		}
+	}
+	return false, nil
+}

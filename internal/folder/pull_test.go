@@ -272,3 +272,44 @@ func TestConflictCopyOfDeletedVersionGoes(t *testing.T) {
 		})
 	}
 }
+
+// TestLocalDeleteRevivesConcurrentPeerVersion: a peer's concurrent
+// version of x.txt loses to the local one (older mtime). Then x.txt is
+// deleted here. The delete did not see the peer's version, which now
+// wins (a delete never beats an edit it did not see): it must be taken,
+// although no new record arrived from the peer.
+func TestLocalDeleteRevivesConcurrentPeerVersion(t *testing.T) {
+	peers := &fakePeers{data: map[[32]byte][]byte{}, hold: map[string]chan struct{}{}, requested: make(chan string, 1)}
+	f, root := startFolder(t, peers)
+	p := filepath.Join(root, "x.txt")
+	if err := os.WriteFile(p, []byte("local\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the scan to record x.txt", func() bool {
+		var r record.Record
+		var ok bool
+		_ = f.idx.View(func(tx *index.Tx) error { r, ok, _ = tx.Get("x.txt"); return nil })
+		return ok && !r.Deleted
+	})
+	peer := identity.ID{0xbb}
+	remote := remoteFile(peers, "x.txt", "peer\n", 0o644, peer.Short64(), 1)
+	remote.MTime = 1 // older: loses to the local version
+	if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 1, Records: []record.Record{remote}, Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the work list to empty", func() bool {
+		n := 0
+		_ = f.idx.View(func(tx *index.Tx) error { n = tx.NeedCount(); return nil })
+		return n == 0
+	})
+	if b, _ := os.ReadFile(p); string(b) != "local\n" {
+		t.Fatalf("x.txt = %q, want the local version to win", b)
+	}
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the peer's version to come back", func() bool {
+		b, err := os.ReadFile(p)
+		return err == nil && string(b) == "peer\n"
+	})
+}

@@ -287,6 +287,7 @@ func (f *Folder) flush(b *scanBatch) error {
 	if changed {
 		crashpoint.Hit(crashpoint.ScanAfterCommitBatch)
 		f.opt.Changed()
+		f.Wake() // a local change may call for a peer's record now
 	}
 	return nil
 }
@@ -328,6 +329,9 @@ func (f *Folder) commitLocal(tx *index.Tx, cur record.Record) (bool, error) {
 	if _, err := flagCopies(tx, &stored); err != nil {
 		return false, err
 	}
+	if _, err := needIfPeersNew(tx, &stored); err != nil {
+		return false, err
+	}
 	f.log.Debug("local change", "path", cur.Path, "type", cur.Type, "size", cur.Size, "version", stored.Version, "seq", stored.Seq)
 	return true, nil
 }
@@ -356,6 +360,9 @@ func (f *Folder) markDeleted(tx *index.Tx, rel string) (bool, error) {
 			return false, err
 		}
 		if _, err := flagCopies(tx, &t); err != nil {
+			return false, err
+		}
+		if _, err := needIfPeersNew(tx, &t); err != nil {
 			return false, err
 		}
 		f.log.Debug("local delete", "path", t.Path, "version", t.Version)
