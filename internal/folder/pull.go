@@ -543,6 +543,9 @@ func (f *Folder) placeOne(j *job) error {
 			return err
 		}
 		defer f.release(g, j.path, r.Deleted)
+		if err := f.stillFree(j); err != nil {
+			return err
+		}
 	}
 	switch {
 	case j.dec.Action == reconcile.Merge:
@@ -570,8 +573,8 @@ func (f *Folder) placeOne(j *job) error {
 		if err := setMetaAbs(j.tmp, r, f.withOwner); err != nil {
 			return err
 		}
-		if err := os.Rename(j.tmp, f.root.Abs(j.path)); err != nil {
-			return fmt.Errorf("rename into %s: %w", f.root.Abs(j.path), err)
+		if err := f.renameInto(j); err != nil {
+			return err
 		}
 		j.tmp = ""
 		return nil

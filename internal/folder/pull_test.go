@@ -313,3 +313,40 @@ func TestLocalDeleteRevivesConcurrentPeerVersion(t *testing.T) {
 		return err == nil && string(b) == "peer\n"
 	})
 }
+
+// TestLocalCreateRacingRemoteFileIsKept creates a file locally just after
+// the last check before a remote file of the same name is renamed into
+// place. The local file is unknown to the index; it must not be replaced:
+// both contents end up kept (one at the name, one as a conflict copy).
+func TestLocalCreateRacingRemoteFileIsKept(t *testing.T) {
+	peers := &fakePeers{data: map[[32]byte][]byte{}, hold: map[string]chan struct{}{}, requested: make(chan string, 1)}
+	f, root := startFolder(t, peers)
+	p := filepath.Join(root, "new.txt")
+	var once sync.Once
+	testHookChecked = func(path string) {
+		if path == "new.txt" {
+			once.Do(func() {
+				if err := os.WriteFile(p, []byte("local\n"), 0o644); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	}
+	t.Cleanup(func() { testHookChecked = nil })
+	peer := identity.ID{0xbb}
+	remote := remoteFile(peers, "new.txt", "peer\n", 0o644, peer.Short64(), 1)
+	remote.MTime = 4e18 // newer than the local file: the peer's wins the name
+	if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 1, Records: []record.Record{remote}, Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both versions to be kept", func() bool {
+		es, _ := os.ReadDir(root)
+		got := map[string]bool{}
+		for _, e := range es {
+			if b, err := os.ReadFile(filepath.Join(root, e.Name())); err == nil {
+				got[string(b)] = true
+			}
+		}
+		return got["local\n"] && got["peer\n"]
+	})
+}
