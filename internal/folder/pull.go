@@ -473,18 +473,16 @@ func (f *Folder) placeLocked(jobs []*job) error {
 			r := j.r
 			if !r.Deleted {
 				st, ok, err := f.root.Lstat(j.path)
-				if err != nil || !ok {
-					j.err = fmt.Errorf("stat %s after applying: %v", f.root.Abs(j.path), err)
-					if err := tx.ClearPending(j.path); err != nil {
-						return err
-					}
-					continue
-				}
 				// Cache the stat only if it shows what was placed: a
 				// local write right after the rename must not be taken
 				// for the remote version; without a cache the next scan
-				// hashes the file.
-				if r.Type == record.Dir || r.Type == record.Symlink || (st.Size == r.Size && st.MTime == r.MTime) {
+				// hashes the file. If the path is already gone (deleted
+				// here right after it was placed), the version was still
+				// at the name, so it is recorded: the scan's delete then
+				// knows it saw this version.
+				if err != nil || !ok {
+					f.requestScan([]string{j.path}, false)
+				} else if r.Type == record.Dir || r.Type == record.Symlink || (st.Size == r.Size && st.MTime == r.MTime) {
 					r.Inode, r.CTime = st.Inode, st.CTime
 				} else {
 					f.requestScan([]string{j.path}, false)
