@@ -25,8 +25,8 @@ type guard struct {
 }
 
 // testHookChecked, if set (by tests), runs after the last check before a
-// remote change touches a path (guardLocal, stillFree), with the path:
-// the moment a local write can still slip in.
+// remote change touches a path (in guardLocal or placeOne), with the
+// path: the moment a local write can still slip in.
 var testHookChecked func(path string)
 
 // guardLocal checks that the local file at it.path is what the index
@@ -147,36 +147,10 @@ func (f *Folder) saveRaced(fd *os.File, st *unix.Stat_t, path string, atPath boo
 	return name, nil
 }
 
-// stillFree checks, for an item the index holds nothing live for, that
-// nothing appeared at its path since it was planned: a file created
-// there a moment ago is a local change the scan has not recorded, which
-// neither a remote file nor a remote delete may touch. A directory may
-// meet a directory (their entries merge).
-func (f *Folder) stillFree(j *job) error {
-	if j.local != nil && !j.local.Deleted {
-		return nil
-	}
-	st, ok, err := f.root.Lstat(j.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		if testHookChecked != nil {
-			testHookChecked(j.path)
-		}
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if ok && st.Type == record.Dir && !j.r.Deleted && j.r.Type == record.Dir {
-		return nil
-	}
-	f.requestScan([]string{j.path}, false)
-	return errDefer
-}
-
 // renameInto moves j's temporary file or link to its path. Where the
 // index holds nothing live, the rename refuses to replace anything
-// (RENAME_NOREPLACE), closing the last gap after stillFree; a file that
-// appeared there defers the item to the scan.
+// (RENAME_NOREPLACE), closing the last gap after the final check; a file
+// that appeared there defers the item to the scan.
 func (f *Folder) renameInto(j *job) error {
 	dst := f.root.Abs(j.path)
 	if j.local == nil || j.local.Deleted {

@@ -27,9 +27,6 @@ type item struct {
 	local   *record.Record
 	dec     reconcile.Decision
 	sources []identity.ID // connected peers holding exactly the chosen version
-	// dropCopy: the item deletes a conflict copy whose version was
-	// replaced by a change that saw it (a local event, not a peer's).
-	dropCopy bool
 }
 
 // errDefer means: leave the path on the work list and look again later,
@@ -137,7 +134,8 @@ func (f *Folder) plan() (items []item, waiting, absorbed bool, err error) {
 					// A local delete of the copy, as if made here.
 					del := record.Record{Path: p, Type: local.Type, Deleted: true, MTime: now.UnixNano(),
 						PrevBy: local.ModifiedBy, PrevDot: local.Dot}.NewEvent(local.Version, f.meShort, uint64(now.Unix()))
-					items = append(items, item{path: p, local: lp, dec: reconcile.Decision{Action: reconcile.Take, Result: del}, dropCopy: true})
+					f.log.Info("deleting a conflict copy: the version it kept was deleted or replaced by a change that saw it", "path", p, "copy of", local.CopyOf)
+					items = append(items, item{path: p, local: lp, dec: reconcile.Decision{Action: reconcile.Take, Result: del}})
 					continue
 				}
 			}
@@ -494,9 +492,6 @@ func (f *Folder) placeLocked(jobs []*job) error {
 			if err := tx.ClearPending(r.Path); err != nil {
 				return err
 			}
-			if j.dropCopy {
-				f.log.Info("deleted a conflict copy: the version it kept was deleted or replaced by a change that saw it", "path", r.Path, "copy of", j.local.CopyOf)
-			}
 			// A copy whose version is already gone stays on the work list,
 			// to be deleted next.
 			if obsolete, err := copyObsolete(tx, &r); err != nil {
@@ -536,14 +531,23 @@ func (f *Folder) placeOne(j *job) error {
 		}
 	}
 	if j.dec.Action != reconcile.Merge {
+		// The last check before the disk changes: a live local file is
+		// checked and held open (guardLocal); anything else is checked as
+		// at planning (verifyUnchanged: for an item the index holds
+		// nothing live for, the path must still be free).
 		g, err := f.guardLocal(j.item)
 		if err != nil {
 			return err
 		}
-		defer f.release(g, j.path, r.Deleted)
-		if err := f.stillFree(j); err != nil {
-			return err
+		if g == nil {
+			if err := f.verifyUnchanged(j.item); err != nil {
+				return err
+			}
+			if testHookChecked != nil {
+				testHookChecked(j.path)
+			}
 		}
+		defer f.release(g, j.path, r.Deleted)
 	}
 	switch {
 	case j.dec.Action == reconcile.Merge:
