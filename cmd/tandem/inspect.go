@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"path/filepath"
 	"text/tabwriter"
@@ -18,6 +19,37 @@ import (
 
 func loadConfig(home string) (*config.Config, error) {
 	return config.Load(filepath.Join(home, daemon.ConfigFile))
+}
+
+// printRows prints rows as a JSON array (never null) or, for people, as a
+// table under header (one line per row from line, tab-separated) followed
+// by hint; empty is printed instead when there are no rows.
+func printRows[T any](out io.Writer, asJSON bool, rows []T, empty, header string, line func(T) string, hint string) error {
+	if asJSON {
+		if rows == nil {
+			rows = []T{}
+		}
+		b, err := json.MarshalIndent(rows, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(out, string(b))
+		return err
+	}
+	if len(rows) == 0 {
+		_, err := fmt.Fprintln(out, empty)
+		return err
+	}
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, header)
+	for _, r := range rows {
+		fmt.Fprintln(w, line(r))
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(out, "\n"+hint)
+	return err
 }
 
 func conflictsCmd() *cobra.Command {
@@ -56,27 +88,12 @@ func conflictsCmd() *cobra.Command {
 					return fmt.Errorf("folder %q: %w", fc.ID, err)
 				}
 			}
-			out := c.OutOrStdout()
-			if asJSON {
-				if rows == nil {
-					rows = []row{}
-				}
-				b, _ := json.MarshalIndent(rows, "", "  ")
-				fmt.Fprintln(out, string(b))
-				return nil
-			}
-			if len(rows) == 0 {
-				fmt.Fprintln(out, "no conflict copies")
-				return nil
-			}
-			w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(w, "FOLDER\tCONFLICT COPY\tOF\tFROM NODE\tVERSION TIME (UTC)")
-			for _, r := range rows {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Folder, r.Path, r.Original, r.Node, r.Time.Format(time.DateTime))
-			}
-			w.Flush()
-			fmt.Fprintln(out, "\nEach copy is an ordinary file on every node. Keep the version you want at the original name and delete the copy.")
-			return nil
+			return printRows(c.OutOrStdout(), asJSON, rows, "no conflict copies",
+				"FOLDER\tCONFLICT COPY\tOF\tFROM NODE\tVERSION TIME (UTC)",
+				func(r row) string {
+					return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", r.Folder, r.Path, r.Original, r.Node, r.Time.Format(time.DateTime))
+				},
+				"Each copy is an ordinary file on every node. Keep the version you want at the original name and delete the copy.")
 		},
 	}
 	homeFlag(c, &home)
@@ -110,27 +127,12 @@ func trashCmd() *cobra.Command {
 					rows = append(rows, row{Folder: fc.ID, TrashEntry: e})
 				}
 			}
-			out := c.OutOrStdout()
-			if asJSON {
-				if rows == nil {
-					rows = []row{}
-				}
-				b, _ := json.MarshalIndent(rows, "", "  ")
-				fmt.Fprintln(out, string(b))
-				return nil
-			}
-			if len(rows) == 0 {
-				fmt.Fprintln(out, "the trash is empty")
-				return nil
-			}
-			w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(w, "FOLDER\tREMOVED (UTC)\tSIZE\tPATH\tKEPT AS")
-			for _, r := range rows {
-				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", r.Folder, r.Time.Format(time.DateTime), r.Size, r.Path, r.File)
-			}
-			w.Flush()
-			fmt.Fprintln(out, "\nTo restore, copy a file back: cp -a '<KEPT AS>' '<folder>/<PATH>' (it then syncs as a new change).")
-			return nil
+			return printRows(c.OutOrStdout(), asJSON, rows, "the trash is empty",
+				"FOLDER\tREMOVED (UTC)\tSIZE\tPATH\tKEPT AS",
+				func(r row) string {
+					return fmt.Sprintf("%s\t%s\t%d\t%s\t%s", r.Folder, r.Time.Format(time.DateTime), r.Size, r.Path, r.File)
+				},
+				"To restore, copy a file back: cp -a '<KEPT AS>' '<folder>/<PATH>' (it then syncs as a new change).")
 		},
 	}
 	homeFlag(c, &home)

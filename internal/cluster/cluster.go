@@ -35,6 +35,25 @@ type TB interface {
 // Bin is the tandem binary the cluster runs; Build sets it.
 var Bin string
 
+// Main is a TestMain for packages that run tandem processes: it builds
+// the binary once into a temporary directory (with the race detector if
+// TANDEM_TEST_RACE is set), runs the tests and removes it.
+func Main(m interface{ Run() int }) {
+	dir, err := os.MkdirTemp("", "tandem-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if err := Build(dir, os.Getenv("TANDEM_TEST_RACE") != ""); err != nil {
+		fmt.Fprintln(os.Stderr, "build tandem:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
 // Build compiles ./cmd/tandem (found from the module root) into dir.
 func Build(dir string, race bool) error {
 	root, err := moduleRoot()

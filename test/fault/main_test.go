@@ -46,8 +46,8 @@ var seed uint64
 // rounds is the number of rounds per cluster size.
 var rounds = 100
 
-// TestMain builds the tandem binary once. TANDEM_TEST_RACE=1 builds it
-// with the race detector, so that daemon races fail the suite too.
+// TestMain reads the suite's settings and builds the tandem binary once
+// (cluster.Main; TANDEM_TEST_RACE=1 builds it with the race detector).
 func TestMain(m *testing.M) {
 	seed = uint64(time.Now().UnixNano())
 	if s := os.Getenv("TANDEM_FAULT_SEED"); s != "" {
@@ -66,16 +66,5 @@ func TestMain(m *testing.M) {
 		}
 		rounds = v
 	}
-	dir, err := os.MkdirTemp("", "tandem-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if err := cluster.Build(dir, os.Getenv("TANDEM_TEST_RACE") != ""); err != nil {
-		fmt.Fprintln(os.Stderr, "build tandem:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	cluster.Main(m)
 }
