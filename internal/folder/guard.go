@@ -82,6 +82,12 @@ func (f *Folder) release(g *guard, path string, atPath bool) {
 	if now.Size == g.st.Size && now.Mtim == g.st.Mtim {
 		return
 	}
+	if st, ok, err := f.root.Lstat(path); err == nil && ok && st.Inode == g.st.Ino {
+		// Still at its name (the change failed before replacing it): the
+		// scan records the write as an ordinary local change.
+		f.requestScan([]string{path}, false)
+		return
+	}
 	name, err := f.saveRaced(g.fd, &now, path, atPath)
 	if err != nil {
 		f.log.Error("a local write raced a remote change and could not be saved; it is only in the trash, if the trash is on", "path", path, "err", err)

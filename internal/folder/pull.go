@@ -132,8 +132,9 @@ func (f *Folder) plan() (items []item, waiting, absorbed bool, err error) {
 				}
 				if obsolete {
 					// A local delete of the copy, as if made here.
-					del := record.Record{Path: p, Type: local.Type, Deleted: true, MTime: now.UnixNano(),
-						PrevBy: local.ModifiedBy, PrevDot: local.Dot}.NewEvent(local.Version, f.meShort, uint64(now.Unix()))
+					at := f.opt.Now()
+					del := record.Record{Path: p, Type: local.Type, Deleted: true, MTime: at.UnixNano(),
+						PrevBy: local.ModifiedBy, PrevDot: local.Dot}.NewEvent(local.Version, f.meShort, uint64(at.Unix()))
 					f.log.Info("deleting a conflict copy: the version it kept was deleted or replaced by a change that saw it", "path", p, "copy of", local.CopyOf)
 					items = append(items, item{path: p, local: lp, dec: reconcile.Decision{Action: reconcile.Take, Result: del}})
 					continue
@@ -393,11 +394,14 @@ func (f *Folder) placeBatch(jobs []*job) (progress bool) {
 	f.mu.Lock()
 	live := jobs[:0:0]
 	for _, j := range jobs {
-		if err := f.verifyUnchanged(j.item); err != nil {
-			j.err = err
-			continue
-		}
+		// Every target is checked once more right before it changes
+		// (placeOne); a conflict copy moves the local content aside
+		// first, so it is checked here.
 		if j.dec.Action == reconcile.ConflictTake {
+			if err := f.verifyUnchanged(j.item); err != nil {
+				j.err = err
+				continue
+			}
 			if err := f.keepConflictCopy(j.item); err != nil {
 				j.err = err
 				continue
@@ -530,25 +534,28 @@ func (f *Folder) placeOne(j *job) error {
 			return err
 		}
 	}
+	// The last check before the disk changes. A live local file that is
+	// replaced or deleted is checked and held open (guardLocal), so a
+	// write that still slips in can be saved; anything else is checked
+	// against the index (verifyUnchanged: where the index holds nothing
+	// live, the path must still be free). A merge only sets metadata on
+	// the file it checked.
+	var g *guard
 	if j.dec.Action != reconcile.Merge {
-		// The last check before the disk changes: a live local file is
-		// checked and held open (guardLocal); anything else is checked as
-		// at planning (verifyUnchanged: for an item the index holds
-		// nothing live for, the path must still be free).
-		g, err := f.guardLocal(j.item)
-		if err != nil {
+		var err error
+		if g, err = f.guardLocal(j.item); err != nil {
 			return err
 		}
-		if g == nil {
-			if err := f.verifyUnchanged(j.item); err != nil {
-				return err
-			}
-			if testHookChecked != nil {
-				testHookChecked(j.path)
-			}
-		}
-		defer f.release(g, j.path, r.Deleted)
 	}
+	if g == nil {
+		if err := f.verifyUnchanged(j.item); err != nil {
+			return err
+		}
+		if testHookChecked != nil {
+			testHookChecked(j.path)
+		}
+	}
+	defer f.release(g, j.path, r.Deleted)
 	switch {
 	case j.dec.Action == reconcile.Merge:
 		if r.Deleted {
