@@ -18,7 +18,7 @@ func latency(t *tb, full bool) []row {
 	}
 	var rows []row
 	for _, tf := range sizes {
-		c := cluster.New(t, 2)
+		c := newCluster(t, 2, fmt.Sprintf("latency-%d", tf))
 		a, b := c.Nodes[0], c.Nodes[1]
 		if tf > 0 {
 			populate(t, a.Dir, tf)

@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -84,6 +85,7 @@ var cases = []benchCase{
 func main() {
 	only := flag.String("case", "", "run only this case ("+names()+")")
 	full := flag.Bool("full", false, "full-size runs (default: reduced sizes)")
+	flag.StringVar(&profileDir, "cpuprofile", "", "write a CPU profile of every tandem node to this directory")
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "tandem-bench-bin-")
 	if err != nil {
@@ -149,6 +151,27 @@ func runCase(c benchCase, full bool) (rows []row, err error) {
 		}
 	}()
 	return c.run(t, full), nil
+}
+
+var profileDir string
+
+// newCluster is cluster.New for benchmarks: nodes log at info level, as in
+// production, and with -cpuprofile each writes a CPU profile, stopped
+// cleanly when the case ends.
+func newCluster(t *tb, n int, label string) *cluster.Cluster {
+	c := cluster.New(t, n)
+	c.LogLevel = "info"
+	if profileDir != "" {
+		for _, nd := range c.Nodes {
+			nd.Env = append(nd.Env, "TANDEM_CPUPROFILE="+filepath.Join(profileDir, label+"-"+nd.Name+".prof"))
+		}
+		t.Cleanup(func() {
+			for _, nd := range c.Nodes {
+				nd.Stop()
+			}
+		})
+	}
+	return c
 }
 
 // percentile returns the p-th percentile (0..100) of ds.

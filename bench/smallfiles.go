@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"tandem/internal/cluster"
+	"tandem/internal/daemon"
 )
 
 // makeSmallFiles writes n files of 1-16 KiB spread over 200 directories.
@@ -32,6 +34,22 @@ func makeSmallFiles(t *tb, dir string, n int, seed uint64) int64 {
 		total += int64(size)
 	}
 	return total
+}
+
+// waitSynced waits until nd's index holds at least entries live entries
+// and nothing is pending, asking the daemon (cheap, unlike walking the tree
+// every few milliseconds, which would compete with tandem for the CPU),
+// then checks the tree itself for files regular files.
+func waitSynced(t *tb, nd *cluster.Node, entries, files int, timeout time.Duration) {
+	cluster.WaitFor(t, timeout, "entries in "+nd.Name+"'s index", func() (bool, string) {
+		var st daemon.Status
+		if err := daemon.QueryStatus(context.Background(), nd.Home, &st); err != nil || len(st.Folders) == 0 {
+			return false, fmt.Sprint(err)
+		}
+		f := st.Folders[0]
+		return f.Files >= entries && f.Needed == 0, fmt.Sprintf("%d of %d, %d needed", f.Files, entries, f.Needed)
+	})
+	waitCount(t, nd.Dir, files, time.Minute)
 }
 
 // waitCount waits until dir holds want regular files (ignoring .tandem).
@@ -64,7 +82,7 @@ func smallFiles(t *tb, full bool) []row {
 	rsyncTime := rd.push(t, src, "-a")
 
 	// tandem, files present on a when both nodes start.
-	c := cluster.New(t, 2)
+	c := newCluster(t, 2, "smallfiles-start")
 	a, b := c.Nodes[0], c.Nodes[1]
 	if err := os.Remove(a.Dir); err != nil {
 		t.Fatalf("%v", err)
@@ -74,19 +92,19 @@ func smallFiles(t *tb, full bool) []row {
 	}
 	start := time.Now()
 	c.Start()
-	waitCount(t, b.Dir, n, 30*time.Minute)
+	waitSynced(t, b, n+200, n, 30*time.Minute)
 	initial := time.Since(start)
 	c.Converged(5 * time.Minute)
 	rows = append(rows, row{name: fmt.Sprintf("%d small files, present at start", n), tandem: secs(initial), rsync: secs(rsyncTime),
 		ratio: ratio(initial, rsyncTime), rss: rssOf(c), note: fmt.Sprintf("%.0f MiB", float64(bytes)/(1<<20))})
 
 	// tandem, files created on a while both run (a fresh cluster).
-	c2 := cluster.New(t, 2)
+	c2 := newCluster(t, 2, "smallfiles-live")
 	c2.Start()
 	c2.Connected(time.Minute)
 	start = time.Now()
 	makeSmallFiles(t, c2.Nodes[0].Dir, n, 2)
-	waitCount(t, c2.Nodes[1].Dir, n, 30*time.Minute)
+	waitSynced(t, c2.Nodes[1], n+200, n, 30*time.Minute)
 	live := time.Since(start)
 	c2.Converged(5 * time.Minute)
 	// rsync of the same amount, created then pushed.

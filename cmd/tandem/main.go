@@ -117,6 +117,13 @@ func runCmd() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if p := os.Getenv("TANDEM_CPUPROFILE"); p != "" {
+				end, err := startCPUProfile(p)
+				if err != nil {
+					return err
+				}
+				defer end()
+			}
 			return d.Run(ctx)
 		},
 	}

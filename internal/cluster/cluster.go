@@ -137,6 +137,9 @@ type Cluster struct {
 	FolderExtra string
 	// Env is added to the environment of every node process.
 	Env []string
+	// LogLevel is passed to tandem run (default "debug", so that a failing
+	// test's logs show every decision).
+	LogLevel string
 }
 
 func FreeAddr(t TB) string {
@@ -221,7 +224,11 @@ func (n *Node) Start() {
 	if n.Cmd != nil {
 		n.t.Fatalf("node %s already running", n.Name)
 	}
-	cmd := exec.Command(Bin, "run", "--home", n.Home, "--log-level", "debug")
+	level := n.c.LogLevel
+	if level == "" {
+		level = "debug"
+	}
+	cmd := exec.Command(Bin, "run", "--home", n.Home, "--log-level", level)
 	cmd.Stdout, cmd.Stderr = n.Log, n.Log
 	cmd.Env = append(append(os.Environ(), n.c.Env...), n.Env...)
 	if n.UID != 0 {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,6 +28,7 @@ type Proxy struct {
 	wg     sync.WaitGroup
 
 	accepted, refused uint64
+	bytes             atomic.Uint64 // forwarded, both directions
 }
 
 // ListenProxy starts a proxy on 127.0.0.1:0 that forwards to target.
@@ -187,10 +189,33 @@ func (p *Proxy) forward(gen uint64, c net.Conn) {
 	p.accepted++
 	p.mu.Unlock()
 	var wg sync.WaitGroup
-	wg.Go(func() { pipe(up, c) })
-	wg.Go(func() { pipe(c, up) })
+	wg.Go(func() { pipe(countingConn{up, &p.bytes}, c) })
+	wg.Go(func() { pipe(countingConn{c, &p.bytes}, up) })
 	wg.Wait()
 	p.forget(c, up)
+}
+
+// Bytes returns how many bytes the proxy has forwarded so far, both
+// directions together (TLS records included: what a network would carry).
+func (p *Proxy) Bytes() uint64 { return p.bytes.Load() }
+
+// countingConn counts the bytes written to a connection.
+type countingConn struct {
+	net.Conn
+	n *atomic.Uint64
+}
+
+func (c countingConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.n.Add(uint64(n))
+	return n, err
+}
+
+func (c countingConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.New("no half-close")
 }
 
 // pipe copies src to dst; at the end of src it half-closes dst, on an

@@ -73,6 +73,14 @@ func TestProxyForwardsCutsAndHeals(t *testing.T) {
 	if err := roundTrip(c1, "hello"); err != nil {
 		t.Fatalf("through the proxy: %v", err)
 	}
+	// "hello\n" went up and came back: 12 bytes forwarded (counted just
+	// after each write returns, so poll briefly).
+	for deadline := time.Now().Add(5 * time.Second); p.Bytes() != 12; {
+		if time.Now().After(deadline) {
+			t.Fatalf("Bytes() = %d after one 6-byte echo, want 12", p.Bytes())
+		}
+		time.Sleep(time.Millisecond) // poll interval
+	}
 
 	p.Cut()
 	if !p.IsCut() {

@@ -152,9 +152,8 @@ func (f *Folder) checkRoot() error {
 	}
 	var live int
 	if err := f.idx.View(func(tx *index.Tx) error {
-		var err error
-		_, live, err = tx.Count()
-		return err
+		live = tx.Live()
+		return nil
 	}); err != nil {
 		return err
 	}
@@ -176,6 +175,15 @@ func (f *Folder) setState(state string, err error) {
 		f.lastErr = err.Error()
 	} else if state != "error" {
 		f.lastErr = ""
+	}
+}
+
+// clearError returns the folder from "error" to "idle" (a scan succeeded).
+func (f *Folder) clearError() {
+	f.stMu.Lock()
+	defer f.stMu.Unlock()
+	if f.state == "error" {
+		f.state, f.lastErr = "idle", ""
 	}
 }
 
@@ -208,7 +216,7 @@ type Status struct {
 func (f *Folder) Status() Status {
 	s := Status{ID: f.cfg.ID, Path: f.cfg.Path}
 	_ = f.idx.View(func(tx *index.Tx) error {
-		_, s.Files, _ = tx.Count()
+		s.Files = tx.Live()
 		s.Needed = tx.NeedCount()
 		s.Sequence = tx.MaxSeq()
 		return nil
@@ -341,8 +349,8 @@ func (f *Folder) scanLoop(ctx context.Context) {
 			if errors.Is(err, ErrMarkerMissing) {
 				continue
 			}
-		} else if f.Status().State == "error" {
-			f.setState("idle", nil)
+		} else {
+			f.clearError()
 		}
 	}
 }

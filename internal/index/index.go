@@ -25,7 +25,7 @@ import (
 //	need    path -> ""                  remote versions not yet dealt with
 //	pending path -> record              a remote version being put in place
 //	blocks  hash(32) path -> offset(8) size(4)
-//	meta    "seq", "indexid"
+//	meta    "seq", "indexid", "live" (records not deleted), "needs"
 //	peers/<peer id>/files  path -> the peer's record
 //	peers/<peer id>/meta   "indexid", "seq"
 var (
@@ -38,6 +38,8 @@ var (
 	bPeers   = []byte("peers")
 	kSeq     = []byte("seq")
 	kIndexID = []byte("indexid")
+	kLive    = []byte("live")
+	kNeeds   = []byte("needs")
 )
 
 // DB is the index of all folders of one node.
@@ -75,6 +77,9 @@ func (db *DB) Folder(id string) (*Folder, error) {
 			}
 		}
 		meta := root.Bucket(bMeta)
+		if err := backfillCounts(root); err != nil {
+			return err
+		}
 		if meta.Get(kIndexID) == nil {
 			var b [8]byte
 			if _, err := rand.Read(b[:]); err != nil {
@@ -89,6 +94,36 @@ func (db *DB) Folder(id string) (*Folder, error) {
 		return nil, fmt.Errorf("index: folder %q: %w", id, err)
 	}
 	return f, nil
+}
+
+// backfillCounts computes the live-record and need counters of an index
+// written before they existed (once; afterwards Put, SetNeed and
+// ClearNeed keep them).
+func backfillCounts(root *bolt.Bucket) error {
+	meta := root.Bucket(bMeta)
+	if meta.Get(kLive) == nil {
+		var live uint64
+		err := root.Bucket(bFiles).ForEach(func(k, v []byte) error {
+			r, err := decode(v)
+			if err != nil {
+				return fmt.Errorf("decode %q: %w", k, err)
+			}
+			if !r.Deleted {
+				live++
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := meta.Put(kLive, be(live)); err != nil {
+			return err
+		}
+	}
+	if meta.Get(kNeeds) == nil {
+		return meta.Put(kNeeds, be(uint64(root.Bucket(bNeed).Stats().KeyN)))
+	}
+	return nil
 }
 
 // Folder is the index of one folder.
@@ -170,6 +205,16 @@ func (t *Tx) Put(r record.Record) (record.Record, error) {
 	meta := t.b.Bucket(bMeta)
 	seq := u64(meta.Get(kSeq)) + 1
 	if err := meta.Put(kSeq, be(seq)); err != nil {
+		return r, err
+	}
+	var delta int64
+	if had && !old.Deleted {
+		delta--
+	}
+	if !r.Deleted {
+		delta++
+	}
+	if err := t.add(kLive, delta); err != nil {
 		return r, err
 	}
 	if had {
@@ -290,20 +335,22 @@ func (t *Tx) Walk(fn func(record.Record) bool) error {
 
 var errStop = errors.New("stop")
 
-// Count returns the number of local records and how many are not deleted.
-func (t *Tx) Count() (all, live int, err error) {
-	err = t.Walk(func(r record.Record) bool {
-		all++
-		if !r.Deleted {
-			live++
-		}
-		return true
-	})
-	if errors.Is(err, errStop) {
-		err = nil
+// add adds delta to the counter key of the meta bucket.
+func (t *Tx) add(key []byte, delta int64) error {
+	if delta == 0 {
+		return nil
 	}
-	return
+	meta := t.b.Bucket(bMeta)
+	v := int64(u64(meta.Get(key))) + delta
+	if v < 0 {
+		return fmt.Errorf("index: counter %s would go below zero", key)
+	}
+	return meta.Put(key, be(uint64(v)))
 }
+
+// Live returns how many local records are not deleted, from a counter
+// kept by Put (constant time, whatever the size of the index).
+func (t *Tx) Live() int { return int(u64(t.b.Bucket(bMeta).Get(kLive))) }
 
 func (t *Tx) peer(id [32]byte, create bool) (*bolt.Bucket, error) {
 	peers := t.b.Bucket(bPeers)
@@ -398,10 +445,28 @@ func (t *Tx) RemoteCount(id [32]byte) int {
 }
 
 // SetNeed marks path as needing a decision.
-func (t *Tx) SetNeed(path string) error { return t.b.Bucket(bNeed).Put([]byte(path), nil) }
+func (t *Tx) SetNeed(path string) error {
+	b := t.b.Bucket(bNeed)
+	if b.Get([]byte(path)) != nil {
+		return nil
+	}
+	if err := t.add(kNeeds, 1); err != nil {
+		return err
+	}
+	return b.Put([]byte(path), []byte{1})
+}
 
 // ClearNeed removes path from the work list.
-func (t *Tx) ClearNeed(path string) error { return t.b.Bucket(bNeed).Delete([]byte(path)) }
+func (t *Tx) ClearNeed(path string) error {
+	b := t.b.Bucket(bNeed)
+	if b.Get([]byte(path)) == nil {
+		return nil
+	}
+	if err := t.add(kNeeds, -1); err != nil {
+		return err
+	}
+	return b.Delete([]byte(path))
+}
 
 // Needs returns up to limit paths needing a decision, in path order.
 func (t *Tx) Needs(limit int) []string {
@@ -414,7 +479,7 @@ func (t *Tx) Needs(limit int) []string {
 }
 
 // NeedCount is the number of paths needing a decision.
-func (t *Tx) NeedCount() int { return t.b.Bucket(bNeed).Stats().KeyN }
+func (t *Tx) NeedCount() int { return int(u64(t.b.Bucket(bMeta).Get(kNeeds))) }
 
 // SetPending records that the remote version r is about to be renamed
 // into place, so that a crash between the rename and the index commit is

@@ -1,0 +1,139 @@
+package index
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"tandem/internal/record"
+)
+
+func openFolder(t *testing.T, path string) (*DB, *Folder) {
+	t.Helper()
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := db.Folder("data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, f
+}
+
+// truth counts live records and needs the slow way.
+func truth(t *testing.T, f *Folder) (live, needs int) {
+	t.Helper()
+	err := f.View(func(tx *Tx) error {
+		if err := tx.Walk(func(r record.Record) bool {
+			if !r.Deleted {
+				live++
+			}
+			return true
+		}); err != nil {
+			return err
+		}
+		needs = tx.b.Bucket(bNeed).Stats().KeyN
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return
+}
+
+func counters(t *testing.T, f *Folder) (live, needs int) {
+	t.Helper()
+	_ = f.View(func(tx *Tx) error {
+		live, needs = tx.Live(), tx.NeedCount()
+		return nil
+	})
+	return
+}
+
+// TestCounters checks the live-record and need counters against a full
+// walk after random puts (live and deleted, new and existing paths),
+// repeated SetNeed and ClearNeed of absent paths, and across a reopen.
+func TestCounters(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "index.db")
+	db, f := openFolder(t, path)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 2000 {
+		p := fmt.Sprintf("p%02d", rng.IntN(50))
+		err := f.Update(func(tx *Tx) error {
+			switch rng.IntN(4) {
+			case 0, 1:
+				_, err := tx.Put(record.Record{Path: p, Deleted: rng.IntN(3) == 0, Dot: uint64(i + 1), ModifiedBy: 1})
+				return err
+			case 2:
+				if err := tx.SetNeed(p); err != nil {
+					return err
+				}
+				return tx.SetNeed(p) // twice in one transaction counts once
+			default:
+				return tx.ClearNeed(p)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%100 == 0 {
+			wl, wn := truth(t, f)
+			if gl, gn := counters(t, f); gl != wl || gn != wn {
+				t.Fatalf("step %d: counters live %d needs %d, walk says %d and %d", i, gl, gn, wl, wn)
+			}
+		}
+	}
+	wl, wn := truth(t, f)
+	if wl == 0 || wn == 0 {
+		t.Fatalf("degenerate history: %d live, %d needs", wl, wn)
+	}
+	db.Close()
+	db, f = openFolder(t, path)
+	defer db.Close()
+	if gl, gn := counters(t, f); gl != wl || gn != wn {
+		t.Fatalf("after reopen: counters live %d needs %d, walk says %d and %d", gl, gn, wl, wn)
+	}
+}
+
+// TestCountersBackfill opens an index written before the counters existed
+// (simulated by deleting them) and expects them computed on open.
+func TestCountersBackfill(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "index.db")
+	db, f := openFolder(t, path)
+	err := f.Update(func(tx *Tx) error {
+		for i := range 10 {
+			if _, err := tx.Put(record.Record{Path: fmt.Sprint("f", i), Deleted: i%3 == 0, Dot: 1, ModifiedBy: 1}); err != nil {
+				return err
+			}
+			if i%2 == 0 {
+				if err := tx.SetNeed(fmt.Sprint("f", i)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.bolt.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(f.name).Bucket(bMeta)
+		if err := meta.Delete(kLive); err != nil {
+			return err
+		}
+		return meta.Delete(kNeeds)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db, f = openFolder(t, path)
+	defer db.Close()
+	if gl, gn := counters(t, f); gl != 6 || gn != 5 {
+		t.Fatalf("backfilled counters: live %d needs %d, want 6 and 5", gl, gn)
+	}
+}
