@@ -67,10 +67,14 @@ func latency(t *tb, full bool) []row {
 
 // populate creates n small files spread over 200 directories under
 // dir/tree.
-func populate(t *tb, dir string, n int) {
+func populate(t *tb, dir string, n int) { populateIn(t, dir, n, 200) }
+
+// populateIn creates n small files spread over dirs directories under
+// dir/tree.
+func populateIn(t *tb, dir string, n, dirs int) {
 	for i := range n {
-		d := filepath.Join(dir, "tree", fmt.Sprintf("d%03d", i%200))
-		if i < 200 {
+		d := filepath.Join(dir, "tree", fmt.Sprintf("d%03d", i%dirs))
+		if i < dirs {
 			if err := os.MkdirAll(d, 0o755); err != nil {
 				t.Fatalf("%v", err)
 			}

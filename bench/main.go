@@ -80,6 +80,10 @@ type benchCase struct {
 var cases = []benchCase{
 	{"latency", latency},
 	{"smallfiles", smallFiles},
+	{"large", large},
+	{"delta", delta},
+	{"rescan", rescan},
+	{"memory", memory},
 }
 
 func main() {

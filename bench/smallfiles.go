@@ -39,17 +39,21 @@ func makeSmallFiles(t *tb, dir string, n int, seed uint64) int64 {
 // waitSynced waits until nd's index holds at least entries live entries
 // and nothing is pending, asking the daemon (cheap, unlike walking the tree
 // every few milliseconds, which would compete with tandem for the CPU),
-// then checks the tree itself for files regular files.
-func waitSynced(t *tb, nd *cluster.Node, entries, files int, timeout time.Duration) {
+// then checks the tree itself for files regular files. It returns when the
+// daemon first reported the entries (the tree check is not timed).
+func waitSynced(t *tb, nd *cluster.Node, entries, files int, timeout time.Duration) time.Time {
+	var at time.Time
 	cluster.WaitFor(t, timeout, "entries in "+nd.Name+"'s index", func() (bool, string) {
 		var st daemon.Status
 		if err := daemon.QueryStatus(context.Background(), nd.Home, &st); err != nil || len(st.Folders) == 0 {
 			return false, fmt.Sprint(err)
 		}
 		f := st.Folders[0]
+		at = time.Now()
 		return f.Files >= entries && f.Needed == 0, fmt.Sprintf("%d of %d, %d needed", f.Files, entries, f.Needed)
 	})
 	waitCount(t, nd.Dir, files, time.Minute)
+	return at
 }
 
 // waitCount waits until dir holds want regular files (ignoring .tandem).
@@ -83,6 +87,7 @@ func smallFiles(t *tb, full bool) []row {
 
 	// tandem, files present on a when both nodes start.
 	c := newCluster(t, 2, "smallfiles-start")
+	onWire := wire(t, c)
 	a, b := c.Nodes[0], c.Nodes[1]
 	if err := os.Remove(a.Dir); err != nil {
 		t.Fatalf("%v", err)
@@ -92,20 +97,19 @@ func smallFiles(t *tb, full bool) []row {
 	}
 	start := time.Now()
 	c.Start()
-	waitSynced(t, b, n+200, n, 30*time.Minute)
-	initial := time.Since(start)
+	initial := waitSynced(t, b, n+200, n, 30*time.Minute).Sub(start)
 	c.Converged(5 * time.Minute)
 	rows = append(rows, row{name: fmt.Sprintf("%d small files, present at start", n), tandem: secs(initial), rsync: secs(rsyncTime),
-		ratio: ratio(initial, rsyncTime), rss: rssOf(c), note: fmt.Sprintf("%.0f MiB", float64(bytes)/(1<<20))})
+		ratio: ratio(initial, rsyncTime), wire: kib(onWire()), rss: rssOf(c), note: fmt.Sprintf("%.0f MiB", float64(bytes)/(1<<20))})
 
 	// tandem, files created on a while both run (a fresh cluster).
 	c2 := newCluster(t, 2, "smallfiles-live")
+	onWire2 := wire(t, c2)
 	c2.Start()
 	c2.Connected(time.Minute)
 	start = time.Now()
 	makeSmallFiles(t, c2.Nodes[0].Dir, n, 2)
-	waitSynced(t, c2.Nodes[1], n+200, n, 30*time.Minute)
-	live := time.Since(start)
+	live := waitSynced(t, c2.Nodes[1], n+200, n, 30*time.Minute).Sub(start)
 	c2.Converged(5 * time.Minute)
 	// rsync of the same amount, created then pushed.
 	src2 := filepath.Join(t.TempDir(), "src2")
@@ -115,7 +119,7 @@ func smallFiles(t *tb, full bool) []row {
 	rd.push(t, src2, "-a")
 	rsyncLive := time.Since(start)
 	rows = append(rows, row{name: fmt.Sprintf("%d small files, created while running", n), tandem: secs(live), rsync: secs(rsyncLive),
-		ratio: ratio(live, rsyncLive), rss: rssOf(c2), note: "both include creating the files"})
+		ratio: ratio(live, rsyncLive), wire: kib(onWire2()), rss: rssOf(c2), note: "both include creating the files"})
 	return rows
 }
 

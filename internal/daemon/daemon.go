@@ -120,6 +120,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 		})
 	}
+	wg.Go(func() { d.releaseLoop(ctx) })
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -137,6 +138,27 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.log.Info("tandem stopped")
 	return nil
+}
+
+// releaseEvery is how often the index pages a scan or sync touched are
+// handed back to the page cache (see index.DB.ReleaseMapped), so that RSS
+// stays near the process's own memory however large the index.
+const releaseEvery = 100 * time.Millisecond
+
+func (d *Daemon) releaseLoop(ctx context.Context) {
+	t := time.NewTicker(releaseEvery)
+	defer t.Stop()
+	var txs uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := d.db.ReleaseIfUsed(&txs); err != nil {
+				d.log.Warn("releasing index pages", "err", err)
+			}
+		}
+	}
 }
 
 // Status is the whole node's status.

@@ -16,6 +16,7 @@ var (
 	mFetched   = prometheus.NewDesc("tandem_folder_bytes_fetched_total", "Block bytes received from peers.", []string{"folder"}, nil)
 	mReused    = prometheus.NewDesc("tandem_folder_bytes_reused_total", "Block bytes found locally instead of fetched.", []string{"folder"}, nil)
 	mConflicts = prometheus.NewDesc("tandem_folder_conflicts_total", "Conflict copies created.", []string{"folder"}, nil)
+	mHashed    = prometheus.NewDesc("tandem_folder_scan_hashed_bytes_total", "Bytes read and hashed by scans (files whose size, mtime, inode or ctime changed).", []string{"folder"}, nil)
 	mPeerUp    = prometheus.NewDesc("tandem_peer_connected", "1 if the peer is connected.", []string{"peer"}, nil)
 	mPeerIn    = prometheus.NewDesc("tandem_peer_bytes_received_total", "Bytes received on the current connection.", []string{"peer"}, nil)
 	mPeerOut   = prometheus.NewDesc("tandem_peer_bytes_sent_total", "Bytes sent on the current connection.", []string{"peer"}, nil)
@@ -24,7 +25,7 @@ var (
 type collector struct{ d *Daemon }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mFiles, mNeeded, mErrors, mUp, mApplied, mFetched, mReused, mConflicts, mPeerUp, mPeerIn, mPeerOut} {
+	for _, d := range []*prometheus.Desc{mFiles, mNeeded, mErrors, mUp, mApplied, mFetched, mReused, mConflicts, mHashed, mPeerUp, mPeerIn, mPeerOut} {
 		ch <- d
 	}
 }
@@ -46,6 +47,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(mFetched, prometheus.CounterValue, float64(f.Stats.BytesFetched), f.ID)
 		ch <- prometheus.MustNewConstMetric(mReused, prometheus.CounterValue, float64(f.Stats.BytesReused), f.ID)
 		ch <- prometheus.MustNewConstMetric(mConflicts, prometheus.CounterValue, float64(f.Stats.Conflicts), f.ID)
+		ch <- prometheus.MustNewConstMetric(mHashed, prometheus.CounterValue, float64(f.Stats.BytesHashed), f.ID)
 	}
 	for _, p := range st.Peers {
 		ch <- prometheus.MustNewConstMetric(mPeerUp, prometheus.GaugeValue, b(p.Connected), p.ID)

@@ -82,6 +82,10 @@ type Stats struct {
 	BytesReused    uint64
 	Conflicts      uint64
 	ScansCompleted uint64
+	// Read and hashed by scans (files whose stat changed); a rescan of an
+	// unchanged tree adds nothing here.
+	FilesHashed uint64
+	BytesHashed uint64
 }
 
 // retry is the backoff state of a failing item.

@@ -224,6 +224,10 @@ func (f *Folder) consider(rel string, st fsutil.Stat, old record.Record, had boo
 			return
 		}
 		cur.Blocks, cur.Size = bl, size
+		f.stMu.Lock()
+		f.stats.FilesHashed++
+		f.stats.BytesHashed += uint64(size)
+		f.stMu.Unlock()
 	case record.Symlink:
 		t, err := f.root.OS().Readlink(rel)
 		if err != nil {

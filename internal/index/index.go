@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -45,12 +46,13 @@ var (
 // DB is the index of all folders of one node.
 type DB struct {
 	bolt *bolt.DB
+	txs  atomic.Uint64 // transactions run, for ReleaseIfUsed
 }
 
 // Open opens (or creates) the index at path. It fails fast if another
 // process holds it.
 func Open(path string) (*DB, error) {
-	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("index %s is locked: is another tandem running with this --home?", path)
@@ -134,11 +136,13 @@ type Folder struct {
 
 // Update runs fn in a read-write transaction, committed durably.
 func (f *Folder) Update(fn func(*Tx) error) error {
+	f.db.txs.Add(1)
 	return f.db.bolt.Update(func(tx *bolt.Tx) error { return fn(&Tx{b: tx.Bucket(f.name), tx: tx}) })
 }
 
 // View runs fn in a read-only transaction.
 func (f *Folder) View(fn func(*Tx) error) error {
+	f.db.txs.Add(1)
 	return f.db.bolt.View(func(tx *bolt.Tx) error { return fn(&Tx{b: tx.Bucket(f.name), tx: tx}) })
 }
 
@@ -226,7 +230,9 @@ func (t *Tx) Put(r record.Record) (record.Record, error) {
 		}
 	}
 	r.Seq = seq
-	if err := t.b.Bucket(bSeq).Put(be(seq), []byte(r.Path)); err != nil {
+	sb := t.b.Bucket(bSeq)
+	sb.FillPercent = 1 // keys only ever grow: pack pages full
+	if err := sb.Put(be(seq), []byte(r.Path)); err != nil {
 		return r, err
 	}
 	if err := t.blocks(&r, true); err != nil {

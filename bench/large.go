@@ -1,0 +1,80 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// large measures throughput: one large file, then a tree of mixed sizes,
+// each moved into a's folder while both nodes run, against
+// `rsync -a --whole-file` of the same tree to an rsync daemon. Data is
+// incompressible. tandem's time includes hashing on a (it announces a file
+// once it has read it whole) and fsync on b; rsync neither hashes ahead
+// nor fsyncs.
+func large(t *tb, full bool) []row {
+	one, mixed := int64(256<<20), int64(256<<20)
+	if full {
+		one, mixed = 2<<30, 1<<30
+	}
+	rows := []row{
+		throughput(t, fmt.Sprintf("large file %s", mib(one)), "large-one", func(dir string) {
+			writeRandom(t, filepath.Join(dir, "big.bin"), one, 1)
+		}),
+		throughput(t, fmt.Sprintf("mixed tree %s", mib(mixed)), "large-mixed", func(dir string) {
+			makeMixed(t, dir, mixed)
+		}),
+	}
+	return rows
+}
+
+// makeMixed writes about total bytes: a quarter each in files of 4-64
+// MiB, 256 KiB-4 MiB, 16-256 KiB and 1-16 KiB.
+func makeMixed(t *tb, dir string, total int64) {
+	r := rand.New(rand.NewPCG(uint64(total), 3))
+	classes := [][2]int64{{4 << 20, 64 << 20}, {256 << 10, 4 << 20}, {16 << 10, 256 << 10}, {1 << 10, 16 << 10}}
+	i := 0
+	for ci, cl := range classes {
+		var sum int64
+		for sum < total/4 {
+			size := cl[0] + r.Int64N(cl[1]-cl[0])
+			writeRandom(t, filepath.Join(dir, fmt.Sprintf("c%d/d%02d/f%05d", ci, i%50, i)), size, uint64(i))
+			sum += size
+			i++
+		}
+	}
+}
+
+func throughput(t *tb, label, prof string, make func(dir string)) row {
+	src := filepath.Join(t.TempDir(), "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatalf("%v", err)
+	}
+	make(src)
+	files, dirs, bytes := treeSize(src)
+
+	rd := startRsyncd(t)
+	rsyncTime := rd.push(t, src, "-a", "--whole-file")
+	if err := os.RemoveAll(rd.dest); err != nil { // free the space
+		t.Fatalf("%v", err)
+	}
+
+	c := newCluster(t, 2, prof)
+	onWire := wire(t, c)
+	a, b := c.Nodes[0], c.Nodes[1]
+	c.Start()
+	c.Connected(time.Minute)
+	w0 := onWire()
+	start := time.Now()
+	moveIn(t, src, a.Dir)
+	d := waitSynced(t, b, files+dirs, files, 30*time.Minute).Sub(start)
+	waitInSync(t, c, time.Minute)
+	sent := onWire() - w0
+	c.Converged(10 * time.Minute) // every byte compared, untimed
+	rss := rssOf(c)
+	return row{name: label, tandem: fmt.Sprintf("%s (%s)", secs(d), mbps(bytes, d)), rsync: fmt.Sprintf("%s (%s)", secs(rsyncTime), mbps(bytes, rsyncTime)),
+		ratio: fmt.Sprintf("%.2f", rsyncTime.Seconds()/d.Seconds()), wire: kib(sent), rss: rss,
+		note: fmt.Sprintf("%d files; ratio = tandem throughput / rsync --whole-file throughput (target >= 0.70)", files)}
+}

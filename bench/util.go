@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"tandem/internal/cluster"
+	"tandem/internal/daemon"
+	"tandem/internal/folder"
+)
+
+// wire routes every link of c through byte-counting proxies and returns a
+// function that reports the bytes they forwarded so far (both directions,
+// TLS included). Call it before starting the nodes.
+func wire(t *tb, c *cluster.Cluster) func() uint64 {
+	prox := map[[2]string]*cluster.Proxy{}
+	for _, from := range c.Nodes {
+		for _, to := range c.Nodes {
+			if from != to {
+				prox[[2]string{from.Name, to.Name}] = cluster.NewProxy(t, to.Addr)
+			}
+		}
+	}
+	c.PeerAddr = func(from, to *cluster.Node) string { return prox[[2]string{from.Name, to.Name}].Addr }
+	for _, nd := range c.Nodes {
+		c.WriteConfig(nd, "")
+	}
+	return func() uint64 {
+		var n uint64
+		for _, p := range prox {
+			n += p.Bytes()
+		}
+		return n
+	}
+}
+
+// folderStatus asks nd's daemon for the status of its folder, in process
+// (cheap enough to poll every few milliseconds).
+func folderStatus(nd *cluster.Node) (folder.Status, *daemon.Status, error) {
+	var st daemon.Status
+	if err := daemon.QueryStatus(context.Background(), nd.Home, &st); err != nil {
+		return folder.Status{}, nil, err
+	}
+	if len(st.Folders) == 0 {
+		return folder.Status{}, nil, fmt.Errorf("%s has no folder", nd.Name)
+	}
+	return st.Folders[0], &st, nil
+}
+
+// waitInSync waits until every node of c reports everything applied and
+// sent.
+func waitInSync(t *tb, c *cluster.Cluster, timeout time.Duration) {
+	cluster.WaitFor(t, timeout, "nodes in sync", func() (bool, string) {
+		for _, nd := range c.Nodes {
+			_, st, err := folderStatus(nd)
+			if err != nil {
+				return false, err.Error()
+			}
+			if !st.InSync() {
+				return false, nd.Name + " not in sync"
+			}
+		}
+		return true, ""
+	})
+}
+
+// waitContent waits until path on nd has exactly the content hashed as
+// want and nd has nothing pending. It only hashes when size and mtime
+// already match src, so polling stays cheap.
+func waitContent(t *tb, nd *cluster.Node, rel string, src os.FileInfo, want [32]byte, timeout time.Duration) {
+	cluster.WaitFor(t, timeout, rel+" on "+nd.Name, func() (bool, string) {
+		fi, err := os.Stat(nd.Path(rel))
+		if err != nil {
+			return false, err.Error()
+		}
+		if fi.Size() != src.Size() || !fi.ModTime().Equal(src.ModTime()) {
+			return false, fmt.Sprintf("%d bytes", fi.Size())
+		}
+		if h, err := hashFile(nd.Path(rel)); err != nil || h != want {
+			return false, "other content"
+		}
+		return true, ""
+	})
+}
+
+func hashFile(path string) ([32]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return [32]byte{}, err
+	}
+	return [32]byte(h.Sum(nil)), nil
+}
+
+// writeRandom writes size incompressible bytes to path.
+func writeRandom(t *tb, path string, size int64, seed uint64) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatalf("%v", err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	defer f.Close()
+	r := rand.New(rand.NewPCG(seed, 7))
+	buf := make([]byte, 1<<20)
+	for size > 0 {
+		n := min(int64(len(buf)), size)
+		for i := 0; i < int(n); i += 8 {
+			v := r.Uint64()
+			for k := 0; k < 8 && i+k < int(n); k++ {
+				buf[i+k] = byte(v >> (8 * k))
+			}
+		}
+		if _, err := f.Write(buf[:n]); err != nil {
+			t.Fatalf("%v", err)
+		}
+		size -= n
+	}
+}
+
+// moveIn renames every entry of src into dst (same filesystem), so that
+// a whole tree appears in a folder at once.
+func moveIn(t *tb, src, dst string) {
+	es, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	for _, e := range es {
+		if err := os.Rename(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
+			t.Fatalf("%v", err)
+		}
+	}
+}
+
+// treeSize counts the regular files, directories and bytes under dir.
+func treeSize(dir string) (files, dirs int, bytes int64) {
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return nil
+		}
+		if d.IsDir() {
+			dirs++
+		} else if d.Type().IsRegular() {
+			files++
+			if fi, err := d.Info(); err == nil {
+				bytes += fi.Size()
+			}
+		}
+		return nil
+	})
+	return
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+func kib(n uint64) string {
+	if n >= 10<<20 {
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%.0f KiB", float64(n)/(1<<10))
+}
+
+func mbps(bytes int64, d time.Duration) string {
+	return fmt.Sprintf("%.0f MB/s", float64(bytes)/1e6/d.Seconds())
+}
