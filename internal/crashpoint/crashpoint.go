@@ -19,15 +19,15 @@ import (
 
 // The points, in pipeline order.
 const (
-	ScanBeforeCommit     = "scan-before-commit"    // a local change hashed, not yet in the index
-	IndexAfterReceive    = "index-after-receive"   // a peer's index message received, not yet stored
-	FetchMidTransfer     = "fetch-mid-transfer"    // part of a file's blocks written to the temporary file
-	ApplyAfterPending    = "apply-after-pending"   // pending record committed, file not yet renamed into place
-	ApplyAfterRename     = "apply-after-rename"    // file renamed into place, index not yet updated
-	DeleteAfterRemove    = "delete-after-remove"   // file moved to the trash, tombstone not yet stored
-	ConflictAfterRename  = "conflict-after-rename" // local version moved to its conflict name, not yet indexed
-	ApplyAfterCommit     = "apply-after-commit"    // everything committed, peers not yet told
-	ScanAfterCommitBatch = "scan-after-commit"     // a local change committed to the index
+	ScanBeforeCommit     = "scan-before-commit"  // a local change hashed, not yet in the index
+	IndexAfterReceive    = "index-after-receive" // a peer's index message received, not yet stored
+	FetchMidTransfer     = "fetch-mid-transfer"  // part of a file's blocks written to the temporary file
+	ApplyAfterPending    = "apply-after-pending" // pending record committed, file not yet renamed into place
+	ApplyAfterRename     = "apply-after-rename"  // file renamed into place, index not yet updated
+	DeleteAfterRemove    = "delete-after-remove" // file moved to the trash, tombstone not yet stored
+	ConflictAfterCopy    = "conflict-after-copy" // local version linked to its conflict name, neither indexed nor replaced
+	ApplyAfterCommit     = "apply-after-commit"  // everything committed, peers not yet told
+	ScanAfterCommitBatch = "scan-after-commit"   // a local change committed to the index
 )
 
 var (

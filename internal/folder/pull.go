@@ -228,7 +228,13 @@ func (f *Folder) execute(ctx context.Context, items []item) (progress bool) {
 		}
 	}
 	sort.Slice(dirs, func(i, j int) bool { return dirs[i].path < dirs[j].path })
-	sort.Slice(dels, func(i, j int) bool { return dels[i].path > dels[j].path })
+	sort.Slice(dels, func(i, j int) bool {
+		di, dj := strings.Count(dels[i].path, "/"), strings.Count(dels[j].path, "/")
+		if di != dj {
+			return di > dj
+		}
+		return dels[i].path > dels[j].path
+	})
 
 	prepareAll := func(its []item) []*job {
 		var out []*job
@@ -243,7 +249,10 @@ func (f *Folder) execute(ctx context.Context, items []item) (progress bool) {
 		progress = true
 	}
 
-	ready := make(chan *job, fetchWorkers)
+	// Fetching goes on while a batch is placed; a batch collects what is
+	// ready for up to batchWindow, so that a stream of small files costs
+	// a few fsyncs per second rather than a few per file.
+	ready := make(chan *job, placeBatchMax)
 	go func() {
 		defer close(ready)
 		sem := make(chan struct{}, fetchWorkers)
@@ -264,29 +273,38 @@ func (f *Folder) execute(ctx context.Context, items []item) (progress bool) {
 	}()
 	for j := range ready {
 		batch := []*job{j}
-	drain:
+		window := time.NewTimer(batchWindow)
+	collect:
 		for len(batch) < placeBatchMax {
 			select {
 			case j, ok := <-ready:
 				if !ok {
-					break drain
+					break collect
 				}
 				batch = append(batch, j)
-			default:
-				break drain
+			case <-window.C:
+				break collect
 			}
 		}
+		window.Stop()
 		if f.placeBatch(batch) {
 			progress = true
 		}
 	}
 
-	for _, it := range dels {
-		// Deletions go one directory level at a time would be finer; one
-		// at a time keeps "deepest first" exact for directory removal.
-		if f.placeBatch(prepareAll([]item{it})) {
+	// Deletions go deepest level first, one batch per level: a directory
+	// is removed after everything below it, and entries of one level do
+	// not depend on each other.
+	for len(dels) > 0 {
+		depth := strings.Count(dels[0].path, "/")
+		n := 1
+		for n < len(dels) && strings.Count(dels[n].path, "/") == depth {
+			n++
+		}
+		if f.placeBatch(prepareAll(dels[:n])) {
 			progress = true
 		}
+		dels = dels[n:]
 	}
 	return progress
 }
@@ -294,6 +312,7 @@ func (f *Folder) execute(ctx context.Context, items []item) (progress bool) {
 const (
 	fetchWorkers  = 16
 	placeBatchMax = 512
+	batchWindow   = 50 * time.Millisecond
 )
 
 // job is an item prepared for placing.
@@ -302,8 +321,9 @@ type job struct {
 	r   record.Record // the record to store, version bumped if resolving
 	tmp string        // prepared temporary file or link, if any
 	// set while placing:
-	placed  bool // the filesystem now matches r
-	handled bool // committed by its own path (directory kept alive)
+	copy    *record.Record // the conflict copy made of the local version, to be recorded with r
+	placed  bool           // the filesystem now matches r
+	handled bool           // committed by its own path (directory kept alive)
 	err     error
 }
 
@@ -395,18 +415,17 @@ func (f *Folder) placeBatch(jobs []*job) (progress bool) {
 	live := jobs[:0:0]
 	for _, j := range jobs {
 		// Every target is checked once more right before it changes
-		// (placeOne); a conflict copy moves the local content aside
+		// (placeOne); a conflict copy is made of the local content
 		// first, so it is checked here.
 		if j.dec.Action == reconcile.ConflictTake {
 			if err := f.verifyUnchanged(j.item); err != nil {
 				j.err = err
 				continue
 			}
-			if err := f.keepConflictCopy(j.item); err != nil {
+			if err := f.keepConflictCopy(j); err != nil {
 				j.err = err
 				continue
 			}
-			j.local = nil
 		}
 		live = append(live, j)
 	}
@@ -466,6 +485,11 @@ func (f *Folder) placeLocked(jobs []*job) error {
 	applied := 0
 	err := f.idx.Update(func(tx *index.Tx) error {
 		for _, j := range jobs {
+			if j.copy != nil {
+				if err := f.recordCopy(tx, j.copy); err != nil {
+					return err
+				}
+			}
 			if j.err != nil || j.handled {
 				if err := tx.ClearPending(j.path); err != nil {
 					return err
@@ -624,16 +648,18 @@ func (f *Folder) verifyUnchanged(it item) error {
 
 // keepConflictCopy moves the local content aside under a conflict name
 // and records it as a new local file, so that it syncs everywhere.
-func (f *Folder) keepConflictCopy(it item) error {
+func (f *Folder) keepConflictCopy(j *job) error {
+	it := j.item
 	loc := *it.local
 	if f.cfg.Conflict == "newest-wins" {
 		// The loser goes to the trash (or away, with the trash off)
-		// instead of becoming a copy.
+		// instead of becoming a copy: placing the winner replaces it,
+		// keeping it in the trash first like any overwrite.
 		f.log.Warn("conflict: concurrent versions; the older one goes to the trash (conflict = newest-wins)", "path", it.path)
 		f.stMu.Lock()
 		f.stats.Conflicts++
 		f.stMu.Unlock()
-		return f.discard(it.path)
+		return nil
 	}
 	stamp := time.Unix(0, loc.MTime).UTC().Format(stampLayout)
 	short := shortOf(loc.ModifiedBy)
@@ -648,9 +674,10 @@ func (f *Folder) keepConflictCopy(it item) error {
 			}
 			if held {
 				// Another node already preserved this very content under
-				// this name (and it reached us): no duplicate copy.
+				// this name (and it reached us): no duplicate copy; the
+				// winner simply replaces it.
 				f.log.Info("conflict: the local version is already kept as a copy", "path", it.path, "copy", name)
-				return f.discard(it.path)
+				return nil
 			}
 			if _, err := f.root.OS().Lstat(name); errors.Is(err, fs.ErrNotExist) {
 				break
@@ -658,14 +685,26 @@ func (f *Folder) keepConflictCopy(it item) error {
 		}
 		name = ConflictName(it.path, stamp, fmt.Sprintf("%s.%d", short, i))
 	}
-	if err := f.root.OS().Rename(it.path, name); err != nil {
-		return fmt.Errorf("keep conflict copy %s: %w", name, err)
+	// A hard link, not a rename: the local version never leaves its name
+	// until the winner replaces it, so a crash in between cannot look
+	// like a local delete (which would also delete the copy as obsolete).
+	// Both are recorded in one transaction after the winner is placed;
+	// after a crash before that, the next scan finds the copy as a new
+	// local file.
+	if err := f.root.OS().Link(it.path, name); err != nil {
+		return fmt.Errorf("keep conflict copy %s: %w", f.root.Abs(name), err)
 	}
-	crashpoint.Hit(crashpoint.ConflictAfterRename)
-	st, _, err := f.root.Lstat(name)
-	if err != nil {
-		return err
+	crashpoint.Hit(crashpoint.ConflictAfterCopy)
+	// The link changed the inode's ctime: the final check before the
+	// winner replaces the local version must expect it.
+	st, ok, err := f.root.Lstat(it.path)
+	if err != nil || !ok || st.Inode != loc.Inode {
+		f.root.OS().Remove(name)
+		f.requestScan([]string{it.path}, false)
+		return errDefer
 	}
+	loc.CTime = st.CTime
+	j.local = &loc
 	f.stMu.Lock()
 	f.stats.Conflicts++
 	f.stMu.Unlock()
@@ -674,17 +713,28 @@ func (f *Folder) keepConflictCopy(it item) error {
 	cp.Path, cp.Seq = name, 0
 	cp.CopyOf, cp.CopyBy, cp.CopyDot = it.path, loc.ModifiedBy, loc.Dot
 	cp.PrevBy, cp.PrevDot = 0, 0
-	cp.Inode, cp.CTime = st.Inode, st.CTime
-	defer f.opt.Changed()
-	return f.idx.Update(func(tx *index.Tx) error {
-		old, _, err := tx.Get(name)
-		if err != nil {
-			return err
-		}
-		// The copy is a new file here: a new event of this node.
-		_, err = tx.Put(cp.NewEvent(old.Version, f.meShort, uint64(f.opt.Now().Unix())))
+	j.copy = &cp
+	return nil
+}
+
+// recordCopy stores a conflict copy made by keepConflictCopy, with the
+// stat it has now (the winner's rename changed its ctime), as a new event
+// of this node.
+func (f *Folder) recordCopy(tx *index.Tx, cp *record.Record) error {
+	st, ok, err := f.root.Lstat(cp.Path)
+	if err != nil || !ok {
+		// Gone or unreadable already: the scan will tell.
+		f.requestScan([]string{cp.Path}, false)
+		return nil
+	}
+	rec := *cp
+	rec.Inode, rec.CTime = st.Inode, st.CTime
+	old, _, err := tx.Get(rec.Path)
+	if err != nil {
 		return err
-	})
+	}
+	_, err = tx.Put(rec.NewEvent(old.Version, f.meShort, uint64(f.opt.Now().Unix())))
+	return err
 }
 
 // holds reports whether path exists with exactly the content of rec, as

@@ -70,35 +70,64 @@ func afterwardsEditsFlow(t *testing.T, c *cluster.Cluster, rel string) {
 func TestCrashPoints(t *testing.T) {
 	big := randomData(3<<20, 11) // several blocks, so a transfer has a middle
 	bigSum := sha256.Sum256(big)
+	// conflictRun makes a concurrent edit on each side, the receiver's
+	// one older, and starts the receiver with the crash point set.
+	conflictRun := func(point string) func(t *testing.T, c *cluster.Cluster) {
+		return func(t *testing.T, c *cluster.Cluster) {
+			for _, nd := range c.Nodes {
+				nd.Kill()
+			}
+			c.Nodes[0].Write("old.txt", "newer edit on a")
+			c.Nodes[1].Write("old.txt", "older edit on b")
+			past := time.Now().Add(-time.Hour)
+			must(t, os.Chtimes(c.Nodes[1].Path("old.txt"), past, past))
+			c.Nodes[0].Start()
+			c.Nodes[1].Env = []string{"TANDEM_CRASHPOINT=" + point}
+			c.Nodes[1].Start()
+			c.Nodes[1].Env = nil
+		}
+	}
+	conflictCheck := func(t *testing.T, c *cluster.Cluster) {
+		seen := map[string]bool{}
+		for _, s := range contents(t, c.Nodes[0]) {
+			seen[s] = true
+		}
+		if !seen["newer edit on a"] || !seen["older edit on b"] {
+			t.Fatalf("an edit was lost across a crash during conflict handling: %v", seen)
+		}
+	}
 	cases := []struct {
 		point string
 		// victim 0 = the node making the change, 1 = the receiver
 		victim int
-		run    func(t *testing.T, c *cluster.Cluster)
-		check  func(t *testing.T, c *cluster.Cluster)
+		// conflict: the crash happens while the receiver resolves a
+		// conflict (run and check are conflictRun and conflictCheck)
+		conflict bool
+		run      func(t *testing.T, c *cluster.Cluster)
+		check    func(t *testing.T, c *cluster.Cluster)
 	}{
-		{crashpoint.ScanBeforeCommit, 0,
+		{crashpoint.ScanBeforeCommit, 0, false,
 			func(t *testing.T, c *cluster.Cluster) { c.Nodes[0].Write("f.txt", "new local file") },
 			func(t *testing.T, c *cluster.Cluster) {
 				if s, _ := c.Nodes[1].Read("f.txt"); s != "new local file" {
 					t.Fatalf("change hashed before the crash did not propagate: %q", s)
 				}
 			}},
-		{crashpoint.ScanAfterCommitBatch, 0,
+		{crashpoint.ScanAfterCommitBatch, 0, false,
 			func(t *testing.T, c *cluster.Cluster) { c.Nodes[0].Write("f.txt", "committed then crashed") },
 			func(t *testing.T, c *cluster.Cluster) {
 				if s, _ := c.Nodes[1].Read("f.txt"); s != "committed then crashed" {
 					t.Fatalf("got %q", s)
 				}
 			}},
-		{crashpoint.IndexAfterReceive, 1,
+		{crashpoint.IndexAfterReceive, 1, false,
 			func(t *testing.T, c *cluster.Cluster) { c.Nodes[0].Write("f.txt", "announced") },
 			func(t *testing.T, c *cluster.Cluster) {
 				if s, _ := c.Nodes[1].Read("f.txt"); s != "announced" {
 					t.Fatalf("got %q", s)
 				}
 			}},
-		{crashpoint.FetchMidTransfer, 1,
+		{crashpoint.FetchMidTransfer, 1, false,
 			func(t *testing.T, c *cluster.Cluster) {
 				must(t, os.WriteFile(c.Nodes[0].Path("big.bin"), big, 0o644))
 			},
@@ -108,52 +137,34 @@ func TestCrashPoints(t *testing.T) {
 					t.Fatalf("big.bin incomplete after a crash mid-transfer: %d bytes, %v", len(d), err)
 				}
 			}},
-		{crashpoint.ApplyAfterPending, 1,
+		{crashpoint.ApplyAfterPending, 1, false,
 			func(t *testing.T, c *cluster.Cluster) { c.Nodes[0].Write("f.txt", "pending") },
 			func(t *testing.T, c *cluster.Cluster) {
 				if s, _ := c.Nodes[1].Read("f.txt"); s != "pending" {
 					t.Fatalf("got %q", s)
 				}
 			}},
-		{crashpoint.ApplyAfterRename, 1,
+		{crashpoint.ApplyAfterRename, 1, false,
 			func(t *testing.T, c *cluster.Cluster) { c.Nodes[0].Write("f.txt", "renamed, not committed") },
 			func(t *testing.T, c *cluster.Cluster) {
 				if s, _ := c.Nodes[1].Read("f.txt"); s != "renamed, not committed" {
 					t.Fatalf("got %q", s)
 				}
 			}},
-		{crashpoint.DeleteAfterRemove, 1,
+		{crashpoint.DeleteAfterRemove, 1, false,
 			func(t *testing.T, c *cluster.Cluster) { must(t, os.Remove(c.Nodes[0].Path("old.txt"))) },
 			func(t *testing.T, c *cluster.Cluster) {
 				if _, ok := c.Nodes[1].Read("old.txt"); ok {
 					t.Fatal("deleted file resurrected after a crash")
 				}
 			}},
-		{crashpoint.ConflictAfterRename, 1,
-			func(t *testing.T, c *cluster.Cluster) {
-				// A concurrent edit on each side, the receiver's one older.
-				for _, nd := range c.Nodes {
-					nd.Kill()
-				}
-				c.Nodes[0].Write("old.txt", "newer edit on a")
-				c.Nodes[1].Write("old.txt", "older edit on b")
-				past := time.Now().Add(-time.Hour)
-				must(t, os.Chtimes(c.Nodes[1].Path("old.txt"), past, past))
-				c.Nodes[0].Start()
-				c.Nodes[1].Env = []string{"TANDEM_CRASHPOINT=" + crashpoint.ConflictAfterRename}
-				c.Nodes[1].Start()
-				c.Nodes[1].Env = nil
-			},
-			func(t *testing.T, c *cluster.Cluster) {
-				seen := map[string]bool{}
-				for _, s := range contents(t, c.Nodes[0]) {
-					seen[s] = true
-				}
-				if !seen["newer edit on a"] || !seen["older edit on b"] {
-					t.Fatalf("an edit was lost across a crash during conflict handling: %v", seen)
-				}
-			}},
-		{crashpoint.ApplyAfterCommit, 1,
+		{point: crashpoint.ConflictAfterCopy, victim: 1, conflict: true},
+		// The same conflict, crashing after the winner's pending record is
+		// stored (before it is placed) and after it is placed (before the
+		// commit): the losing edit must survive as a copy either way.
+		{point: crashpoint.ApplyAfterPending, victim: 1, conflict: true},
+		{point: crashpoint.ApplyAfterRename, victim: 1, conflict: true},
+		{crashpoint.ApplyAfterCommit, 1, false,
 			func(t *testing.T, c *cluster.Cluster) { c.Nodes[0].Write("f.txt", "all committed") },
 			func(t *testing.T, c *cluster.Cluster) {
 				if s, _ := c.Nodes[1].Read("f.txt"); s != "all committed" {
@@ -162,13 +173,18 @@ func TestCrashPoints(t *testing.T) {
 			}},
 	}
 	for _, tc := range cases {
-		t.Run(tc.point, func(t *testing.T) {
+		name := tc.point
+		if tc.conflict {
+			name = "conflict-" + tc.point
+			tc.run, tc.check = conflictRun(tc.point), conflictCheck
+		}
+		t.Run(name, func(t *testing.T) {
 			c := cluster.New(t, 2)
 			c.Start()
 			c.Nodes[0].Write("old.txt", "exists before")
 			c.Converged(settle)
 			victim := c.Nodes[tc.victim]
-			if tc.point == crashpoint.ConflictAfterRename {
+			if tc.conflict {
 				tc.run(t, c)
 				if !victim.WaitExit(settle) {
 					t.Fatalf("did not reach %s", tc.point)
@@ -179,7 +195,7 @@ func TestCrashPoints(t *testing.T) {
 			}
 			tr := c.Converged(settle)
 			tc.check(t, c)
-			if tc.point != crashpoint.ConflictAfterRename {
+			if !tc.conflict {
 				noConflicts(t, tr)
 			}
 			for _, nd := range c.Nodes {
