@@ -154,9 +154,9 @@ func (d *Daemon) releaseLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := d.db.ReleaseIfUsed(&txs); err != nil {
-				d.log.Warn("releasing index pages", "err", err)
-			}
+		}
+		if err := d.db.ReleaseIfUsed(&txs); err != nil {
+			d.log.Warn("releasing index pages", "err", err)
 		}
 	}
 }

@@ -47,6 +47,8 @@ var (
 type DB struct {
 	bolt *bolt.DB
 	txs  atomic.Uint64 // transactions run, for ReleaseIfUsed
+	// Random page accesses since the last release (see memory.go).
+	touched atomic.Int64
 }
 
 // Open opens (or creates) the index at path. It fails fast if another
@@ -137,19 +139,20 @@ type Folder struct {
 // Update runs fn in a read-write transaction, committed durably.
 func (f *Folder) Update(fn func(*Tx) error) error {
 	f.db.txs.Add(1)
-	return f.db.bolt.Update(func(tx *bolt.Tx) error { return fn(&Tx{b: tx.Bucket(f.name), tx: tx}) })
+	return f.db.bolt.Update(func(tx *bolt.Tx) error { return fn(&Tx{b: tx.Bucket(f.name), tx: tx, db: f.db}) })
 }
 
 // View runs fn in a read-only transaction.
 func (f *Folder) View(fn func(*Tx) error) error {
 	f.db.txs.Add(1)
-	return f.db.bolt.View(func(tx *bolt.Tx) error { return fn(&Tx{b: tx.Bucket(f.name), tx: tx}) })
+	return f.db.bolt.View(func(tx *bolt.Tx) error { return fn(&Tx{b: tx.Bucket(f.name), tx: tx, db: f.db}) })
 }
 
 // Tx is a transaction on one folder's index.
 type Tx struct {
 	b  *bolt.Bucket
 	tx *bolt.Tx
+	db *DB
 }
 
 var (
@@ -187,6 +190,7 @@ func (t *Tx) MaxSeq() uint64 { return u64(t.b.Bucket(bMeta).Get(kSeq)) }
 
 // Get returns the local record of path.
 func (t *Tx) Get(path string) (record.Record, bool, error) {
+	t.touch(1)
 	v := t.b.Bucket(bFiles).Get([]byte(path))
 	if v == nil {
 		return record.Record{}, false, nil
@@ -202,6 +206,7 @@ func (t *Tx) Get(path string) (record.Record, bool, error) {
 // so that peers are told about it, and keeps the block map in step. It
 // returns the stored record.
 func (t *Tx) Put(r record.Record) (record.Record, error) {
+	t.touch(2 + len(r.Blocks))
 	old, had, err := t.Get(r.Path)
 	if err != nil {
 		return r, err
@@ -294,6 +299,7 @@ type BlockLoc struct {
 
 // FindBlock returns up to limit local places holding the block with hash h.
 func (t *Tx) FindBlock(h [32]byte, limit int) []BlockLoc {
+	t.touch(1)
 	var out []BlockLoc
 	c := t.b.Bucket(bBlocks).Cursor()
 	for k, v := c.Seek(h[:]); k != nil && len(k) > 32 && [32]byte(k[:32]) == h && len(out) < limit; k, v = c.Next() {
@@ -410,6 +416,7 @@ func (t *Tx) SetPeerState(id [32]byte, indexID, seq uint64) error {
 
 // PutRemote stores a record announced by a peer.
 func (t *Tx) PutRemote(id [32]byte, r record.Record) error {
+	t.touch(1)
 	p, err := t.peer(id, true)
 	if err != nil {
 		return err
@@ -424,6 +431,7 @@ func (t *Tx) PutRemote(id [32]byte, r record.Record) error {
 
 // Remotes returns what every peer announced for path.
 func (t *Tx) Remotes(path string) (map[[32]byte]record.Record, error) {
+	t.touch(1)
 	out := map[[32]byte]record.Record{}
 	err := t.b.Bucket(bPeers).ForEachBucket(func(k []byte) error {
 		p := t.b.Bucket(bPeers).Bucket(k)
@@ -542,6 +550,7 @@ func (t *Tx) Children(prefix string, fn func(record.Record)) error {
 			// Skip the subtree: every key "<prefix><child>/..." sorts before
 			// "<prefix><child>0" ('0' follows '/').
 			next := append(append([]byte{}, k[:len(p)+i]...), '0')
+			t.touch(1)
 			k, v = c.Seek(next)
 			continue
 		}

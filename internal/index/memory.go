@@ -16,16 +16,37 @@ import (
 // read transaction holds bbolt's mmap lock, so the mapping cannot move
 // meanwhile.
 func (db *DB) ReleaseMapped() error {
+	db.touched.Store(0)
 	return db.bolt.View(func(tx *bolt.Tx) error {
-		data, size := db.bolt.Info().Data, tx.Size()
-		if data == 0 || size <= 0 {
-			return nil
-		}
-		if _, _, e := unix.Syscall(unix.SYS_MADVISE, data, uintptr(size), unix.MADV_DONTNEED); e != 0 {
-			return fmt.Errorf("index: release mapped pages: %w", e)
-		}
-		return nil
+		return madviseDontNeed(db.bolt.Info().Data, tx.Size())
 	})
+}
+
+// touchBudget is how many random page accesses (each may map up to 64
+// KiB: the kernel maps the neighbours of a faulted page too) may happen
+// before the mapping is released again: 16 to 32 MiB.
+const touchBudget = 256
+
+// touch counts n random page accesses; when the budget is spent, the
+// mapping is released right away, inside the transaction (which holds
+// the mmap lock; the pages come back unchanged from the page cache when
+// bbolt reads them again, as bbolt never rewrites a page in place).
+func (t *Tx) touch(n int) {
+	if t.db.touched.Add(int64(n)) < touchBudget {
+		return
+	}
+	t.db.touched.Store(0)
+	_ = madviseDontNeed(t.db.bolt.Info().Data, t.tx.Size())
+}
+
+func madviseDontNeed(data uintptr, size int64) error {
+	if data == 0 || size <= 0 {
+		return nil
+	}
+	if _, _, e := unix.Syscall(unix.SYS_MADVISE, data, uintptr(size), unix.MADV_DONTNEED); e != 0 {
+		return fmt.Errorf("index: release mapped pages: %w", e)
+	}
+	return nil
 }
 
 // ReleaseIfUsed is ReleaseMapped if any transaction ran since the last
