@@ -3,9 +3,11 @@ package folder
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -21,6 +23,30 @@ import (
 )
 
 func (f *Folder) tmpDir() string { return filepath.Join(f.markerPath(), "tmp") }
+
+// tmpNameFor is the temporary name under which version r of a file or
+// symlink is assembled. It is derived from the version, so that after a
+// crash recover can tell whether r was renamed into place (its
+// temporary file is gone) or not.
+func (f *Folder) tmpNameFor(r *record.Record) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%d\x00%d\x00%d\x00%d\x00%s\x00", r.Path, r.Type, r.ModifiedBy, r.Dot, r.Size, r.Target)
+	for _, b := range r.Blocks {
+		h.Write(b.Hash[:])
+	}
+	return filepath.Join(f.tmpDir(), "v-"+hex.EncodeToString(h.Sum(nil)[:16]))
+}
+
+// createTmp creates name exclusively, replacing a leftover of an earlier
+// attempt at the same version.
+func createTmp(name string) (*os.File, error) {
+	out, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		os.Remove(name)
+		out, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	}
+	return out, err
+}
 
 func (f *Folder) tmpName() string {
 	var b [8]byte
@@ -39,8 +65,8 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 	if err := os.MkdirAll(f.tmpDir(), 0o700); err != nil {
 		return "", err
 	}
-	name := f.tmpName()
-	out, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	name := f.tmpNameFor(r)
+	out, err := createTmp(name)
 	if err != nil {
 		return "", fmt.Errorf("create temporary file: %w", err)
 	}
@@ -222,7 +248,7 @@ func (f *Folder) recover() error {
 	}
 	for _, r := range pend {
 		st, ok, err := f.root.Lstat(r.Path)
-		match := false
+		match, placed := false, false
 		switch {
 		case r.Deleted:
 			match = errors.Is(err, os.ErrNotExist)
@@ -237,7 +263,30 @@ func (f *Folder) recover() error {
 			t, _ := f.root.OS().Readlink(r.Path)
 			match = t == r.Target
 		}
+		if !match && !r.Deleted && r.Type != record.Dir {
+			// The disk does not hold r. If r's temporary file is gone, r
+			// was renamed into place (or was a metadata-only change of
+			// the same content) and then changed or deleted here before
+			// the commit: r is recorded, without a stat cache, so that
+			// the scan records that change as one that saw r. Otherwise
+			// r never reached its name and is fetched again.
+			if _, err := os.Lstat(f.tmpNameFor(&r)); errors.Is(err, fs.ErrNotExist) {
+				placed = true
+			}
+		}
 		err = f.idx.Update(func(tx *index.Tx) error {
+			if placed {
+				f.log.Info("recording a change interrupted by a crash; the path was changed since", "path", r.Path)
+				rec := r
+				rec.Inode, rec.CTime = 0, 0
+				if _, err := tx.Put(rec); err != nil {
+					return err
+				}
+				if err := tx.ClearPending(r.Path); err != nil {
+					return err
+				}
+				return clearNeedIfDone(tx, r.Path, &rec)
+			}
 			if !match {
 				return tx.ClearPending(r.Path)
 			}

@@ -379,8 +379,13 @@ func (f *Folder) prepare(ctx context.Context, it item) (*job, error) {
 		}
 		j.tmp = tmp
 	case record.Symlink:
-		tmp := f.tmpName()
-		if err := os.Symlink(r.Target, tmp); err != nil {
+		tmp := f.tmpNameFor(&r)
+		err := os.Symlink(r.Target, tmp)
+		if errors.Is(err, fs.ErrExist) {
+			os.Remove(tmp) // left by an earlier attempt
+			err = os.Symlink(r.Target, tmp)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("create symlink for %s: %w", f.root.Abs(it.path), err)
 		}
 		j.tmp = tmp

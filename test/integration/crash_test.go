@@ -16,14 +16,7 @@ import (
 // the process to kill itself there, and restarts it normally.
 func crashAt(t *testing.T, nd *cluster.Node, point string, trigger func()) {
 	t.Helper()
-	nd.Kill()
-	nd.Env = []string{"TANDEM_CRASHPOINT=" + point}
-	nd.Start()
-	nd.Env = nil
-	trigger()
-	if !nd.WaitExit(settle) {
-		t.Fatalf("node %s did not reach crash point %s", nd.Name, point)
-	}
+	crashAtNoRestart(t, nd, point, trigger)
 	nd.Start()
 }
 
@@ -206,5 +199,59 @@ func TestCrashPoints(t *testing.T) {
 			}
 			afterwardsEditsFlow(t, c, "old2.txt")
 		})
+	}
+}
+
+// TestChangeBetweenPlaceAndCommitSurvivesCrash: the receiver renames a
+// remote version into place and dies before recording it; before it
+// restarts, the file is deleted (or overwritten) there. The restarted node
+// must treat that as a change that saw the version: the delete propagates
+// and the old content does not come back (neither at its name nor as a
+// conflict copy), and an overwrite replaces it everywhere.
+func TestChangeBetweenPlaceAndCommitSurvivesCrash(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(t *testing.T, b *cluster.Node)
+		want   string // content of f.txt everywhere, "" for deleted
+	}{
+		{"delete", func(t *testing.T, b *cluster.Node) { must(t, os.Remove(b.Path("f.txt"))) }, ""},
+		{"overwrite", func(t *testing.T, b *cluster.Node) { b.Write("f.txt", "written on b after the crash") }, "written on b after the crash"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := cluster.New(t, 2)
+			a, b := c.Nodes[0], c.Nodes[1]
+			c.Start()
+			c.Converged(settle)
+			crashAtNoRestart(t, b, crashpoint.ApplyAfterRename, func() { a.Write("f.txt", "from a") })
+			if s, ok := b.Read("f.txt"); !ok || s != "from a" {
+				t.Fatalf("b did not reach the crash point with the file in place: %q %v", s, ok)
+			}
+			tc.change(t, b)
+			b.Start()
+			tr := c.Converged(settle)
+			for _, nd := range c.Nodes {
+				s, ok := nd.Read("f.txt")
+				if tc.want == "" && ok {
+					t.Fatalf("f.txt came back on %s: %q", nd.Name, s)
+				}
+				if tc.want != "" && s != tc.want {
+					t.Fatalf("f.txt on %s is %q, want %q", nd.Name, s, tc.want)
+				}
+			}
+			noConflicts(t, tr)
+		})
+	}
+}
+
+// crashAtNoRestart is crashAt without the restart.
+func crashAtNoRestart(t *testing.T, nd *cluster.Node, point string, trigger func()) {
+	t.Helper()
+	nd.Kill()
+	nd.Env = []string{"TANDEM_CRASHPOINT=" + point}
+	nd.Start()
+	nd.Env = nil
+	trigger()
+	if !nd.WaitExit(settle) {
+		t.Fatalf("node %s did not reach crash point %s", nd.Name, point)
 	}
 }
