@@ -77,8 +77,11 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 			os.Remove(name)
 		}
 	}()
-	if err := out.Truncate(r.Size); err != nil {
-		return "", fmt.Errorf("size temporary file: %w", err)
+	if len(r.Blocks) > 1 {
+		// Blocks are written in parallel, out of order.
+		if err := out.Truncate(r.Size); err != nil {
+			return "", fmt.Errorf("size temporary file: %w", err)
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -198,6 +201,12 @@ func (f *Folder) localBlock(b record.Block) []byte {
 		}
 	}
 	return nil
+}
+
+// createdAs reports whether a file this process creates under .tandem/tmp
+// already has r's owner and group, so no chown is needed.
+func (f *Folder) createdAs(r *record.Record) bool {
+	return !f.tmpSetgid && r.UID == uint32(os.Geteuid()) && r.GID == uint32(os.Getegid())
 }
 
 // setMetaAbs sets owner, mode and mtime on a prepared temporary file or

@@ -55,6 +55,7 @@ type Folder struct {
 	idx       *index.Folder
 	log       *slog.Logger
 	withOwner bool
+	tmpSetgid bool // .tandem/tmp passes its group on to new files
 
 	// mu serialises every transition between disk and index: a scan's
 	// commit and an apply's check-rename-commit never interleave.
@@ -262,6 +263,10 @@ func (f *Folder) Run(ctx context.Context) error {
 		return fmt.Errorf("folder %q: %w", f.cfg.ID, err)
 	}
 	f.root = root
+	_ = os.MkdirAll(f.tmpDir(), 0o700)
+	if fi, err := os.Stat(f.tmpDir()); err != nil || fi.Mode()&os.ModeSetgid != 0 {
+		f.tmpSetgid = true // unknown or inherited group: always chown
+	}
 	defer root.Close()
 	if err := f.recover(); err != nil {
 		f.log.Warn("recovering interrupted transfers", "err", err)

@@ -378,6 +378,12 @@ func (f *Folder) prepare(ctx context.Context, it item) (*job, error) {
 			return nil, err
 		}
 		j.tmp = tmp
+		// Owner, mode and mtime are set here, by the fetch workers in
+		// parallel, not under the folder lock while placing.
+		if err := setMetaAbs(tmp, &r, f.withOwner && !f.createdAs(&r)); err != nil {
+			os.Remove(tmp)
+			return nil, err
+		}
 	case record.Symlink:
 		tmp := f.tmpNameFor(&r)
 		err := os.Symlink(r.Target, tmp)
@@ -389,6 +395,10 @@ func (f *Folder) prepare(ctx context.Context, it item) (*job, error) {
 			return nil, fmt.Errorf("create symlink for %s: %w", f.root.Abs(it.path), err)
 		}
 		j.tmp = tmp
+		if err := setMetaAbs(tmp, &r, f.withOwner && !f.createdAs(&r)); err != nil {
+			os.Remove(tmp)
+			return nil, err
+		}
 	}
 	return j, nil
 }
@@ -606,9 +616,6 @@ func (f *Folder) placeOne(j *job) error {
 			return err
 		}
 		if err := f.keepBeforeOverwrite(j.path); err != nil {
-			return err
-		}
-		if err := setMetaAbs(j.tmp, r, f.withOwner); err != nil {
 			return err
 		}
 		if err := f.renameInto(j); err != nil {
