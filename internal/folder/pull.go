@@ -513,7 +513,7 @@ func (f *Folder) placeLocked(jobs []*job) error {
 			}
 			r := j.r
 			if !r.Deleted {
-				st, ok, err := f.root.Lstat(j.path)
+				st, ok, err := f.root.StatPath(j.path)
 				// Cache the stat only if it shows what was placed: a
 				// local write right after the rename must not be taken
 				// for the remote version; without a cache the next scan
@@ -641,7 +641,7 @@ func (f *Folder) mkParents(rel string) error {
 // there, so that a remote change never replaces a local edit the index has
 // not recorded yet. If it differs, a scan is queued and the item waits.
 func (f *Folder) verifyUnchanged(it item) error {
-	st, ok, err := f.root.Lstat(it.path)
+	st, ok, err := f.root.StatPath(it.path)
 	exists := err == nil
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err

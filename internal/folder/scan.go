@@ -84,16 +84,10 @@ const scanBatchMax = 1000
 // to the index is walked whole; for a known one, its direct children are
 // checked for deletions.
 func (f *Folder) scanPath(ctx context.Context, rel string, b *scanBatch) error {
-	if err := f.root.CheckParents(rel); err != nil {
-		// The parent vanished or became something else; everything below
-		// it is gone from here.
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fsutil.ErrSymlinkParent) {
-			b.gone = append(b.gone, rel)
-		}
-		return nil
-	}
-	st, ok, err := f.root.Lstat(rel)
-	if errors.Is(err, fs.ErrNotExist) {
+	st, ok, err := f.root.StatPath(rel)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fsutil.ErrSymlinkParent) {
+		// It, or a parent, vanished or became something else; everything
+		// below it is gone from here.
 		b.gone = append(b.gone, rel)
 		return nil
 	}

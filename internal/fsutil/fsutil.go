@@ -21,6 +21,7 @@ import (
 type Root struct {
 	Path string
 	root *os.Root
+	fd   int // the root directory (O_PATH), for StatPath
 }
 
 // Open opens the folder root at path.
@@ -29,11 +30,19 @@ func Open(path string) (*Root, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Root{Path: path, root: r}, nil
+	fd, err := openRootFD(path)
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	return &Root{Path: path, root: r, fd: fd}, nil
 }
 
 // Close releases the root.
-func (r *Root) Close() error { return r.root.Close() }
+func (r *Root) Close() error {
+	unix.Close(r.fd)
+	return r.root.Close()
+}
 
 // OS returns the os.Root for direct confined use.
 func (r *Root) OS() *os.Root { return r.root }

@@ -1,0 +1,78 @@
+package fsutil
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"tandem/internal/record"
+)
+
+// TestStatPath checks StatPath against CheckParents plus Lstat, with
+// openat2 and with the fallback, on every kind of parent and leaf.
+func TestStatPath(t *testing.T) {
+	dir := t.TempDir()
+	outside := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(dir, "a/b/c"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "a/b/c/f.txt"), []byte("hello"), 0o640))
+	must(os.WriteFile(filepath.Join(dir, "top.txt"), []byte("x"), 0o600))
+	must(os.Symlink("b", filepath.Join(dir, "a/link")))             // symlinked dir inside the root
+	must(os.Symlink(outside, filepath.Join(dir, "out")))            // symlink leaving the root
+	must(os.Symlink("nowhere", filepath.Join(dir, "a/b/dangling"))) // a symlink leaf
+	must(os.WriteFile(filepath.Join(outside, "secret"), []byte("s"), 0o600))
+	r, err := Open(dir)
+	must(err)
+	defer r.Close()
+
+	cases := []struct {
+		rel      string
+		wantType record.Type
+		wantErr  error // nil: success
+	}{
+		{"top.txt", record.File, nil},
+		{"a", record.Dir, nil},
+		{"a/b/c/f.txt", record.File, nil},
+		{"a/b/dangling", record.Symlink, nil},
+		{"a/link", record.Symlink, nil},
+		{"a/link/c", 0, ErrSymlinkParent},
+		{"out/secret", 0, ErrSymlinkParent},
+		{"top.txt/x", 0, ErrSymlinkParent},
+		{"a/b/missing", 0, fs.ErrNotExist},
+		{"a/missing/f", 0, fs.ErrNotExist},
+	}
+	for _, slow := range []bool{false, true} {
+		noOpenat2.Store(slow)
+		for _, tc := range cases {
+			st, ok, err := r.StatPath(tc.rel)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Errorf("slow=%v %s: err %v, want %v", slow, tc.rel, err, tc.wantErr)
+				}
+				continue
+			}
+			if err != nil || !ok || st.Type != tc.wantType {
+				t.Errorf("slow=%v %s: %+v %v %v, want type %v", slow, tc.rel, st, ok, err, tc.wantType)
+				continue
+			}
+			want, _, err := r.Lstat(tc.rel)
+			if err != nil || want != st {
+				t.Errorf("slow=%v %s: StatPath %+v, Lstat %+v (%v)", slow, tc.rel, st, want, err)
+			}
+		}
+		if _, _, err := r.StatPath("../escape"); err == nil {
+			t.Errorf("slow=%v: ../escape accepted", slow)
+		}
+		if !slow && noOpenat2.Load() {
+			t.Logf("openat2 is not available here: only the fallback was tested")
+		}
+	}
+	noOpenat2.Store(false)
+}
