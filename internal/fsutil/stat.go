@@ -101,4 +101,3 @@ func openRootFD(path string) (int, error) {
 	}
 	return fd, nil
 }
-
