@@ -311,6 +311,7 @@ func (f *Folder) execute(ctx context.Context, items []item) (progress bool) {
 
 const (
 	fetchWorkers  = 16
+	placeWorkers  = 4
 	placeBatchMax = 512
 	batchWindow   = 50 * time.Millisecond
 )
@@ -490,9 +491,7 @@ func (f *Folder) placeLocked(jobs []*job) error {
 		return err
 	}
 	crashpoint.Hit(crashpoint.ApplyAfterPending)
-	for _, j := range jobs {
-		j.err = f.placeOne(j)
-	}
+	f.placeAll(jobs)
 	if err := f.syncFS(); err != nil {
 		return err
 	}
@@ -557,6 +556,40 @@ func (f *Folder) placeLocked(jobs []*job) error {
 	f.stats.FilesApplied += uint64(applied)
 	f.stMu.Unlock()
 	return nil
+}
+
+// placeAll runs placeOne for every job. Files and symlinks at distinct
+// paths do not depend on each other, and placing one is a handful of
+// system calls, so a batch of them is placed by a few goroutines;
+// batches holding directories or deletions keep their order.
+func (f *Folder) placeAll(jobs []*job) {
+	parallel := len(jobs) > 1
+	for _, j := range jobs {
+		if j.r.Deleted || j.r.Type == record.Dir {
+			parallel = false
+			break
+		}
+	}
+	if !parallel {
+		for _, j := range jobs {
+			j.err = f.placeOne(j)
+		}
+		return
+	}
+	next := make(chan *job)
+	var wg sync.WaitGroup
+	for range min(placeWorkers, len(jobs)) {
+		wg.Go(func() {
+			for j := range next {
+				j.err = f.placeOne(j)
+			}
+		})
+	}
+	for _, j := range jobs {
+		next <- j
+	}
+	close(next)
+	wg.Wait()
 }
 
 // placeOne makes the disk match j.r. Caller holds f.mu.
