@@ -114,6 +114,9 @@ type Node struct {
 	// Env is added to this node's environment on its next Start (on top
 	// of the cluster's Env).
 	Env []string
+	// Top is added to the top level of this node's configuration (after
+	// listen) by WriteConfig.
+	Top string
 	// UID and GID, if UID is not 0, run the node as that user.
 	UID, GID uint32
 	Name     string // a, b, c, ...
@@ -197,7 +200,7 @@ func New(t TB, n int) *Cluster {
 
 func (c *Cluster) WriteConfig(nd *Node, extra string) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "listen = %q\n", nd.Addr)
+	fmt.Fprintf(&b, "listen = %q\n%s", nd.Addr, nd.Top)
 	for _, p := range c.Nodes {
 		if p != nd {
 			addr := p.Addr
