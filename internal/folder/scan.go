@@ -150,7 +150,7 @@ func (f *Folder) scanDir(ctx context.Context, dir string, recursive bool, b *sca
 	}
 	known := map[string]record.Record{}
 	if err := f.idx.View(func(tx *index.Tx) error {
-		return tx.Children(prefix, func(r record.Record) { known[r.Path[len(prefix):]] = r })
+		return tx.ChildrenStat(prefix, func(r record.Record) { known[r.Path[len(prefix):]] = r })
 	}); err != nil {
 		return err
 	}

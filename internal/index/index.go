@@ -541,6 +541,41 @@ func (t *Tx) Prefix(prefix string, fn func(record.Record)) error {
 // whose path plus "/" is prefix ("" for the folder root), skipping the
 // records deeper down.
 func (t *Tx) Children(prefix string, fn func(record.Record)) error {
+	return t.children(prefix, decode, fn)
+}
+
+// statFields are the fields of a record a scan compares with the disk.
+type statFields struct {
+	Path    string      `cbor:"1,keyasint"`
+	Type    record.Type `cbor:"2,keyasint"`
+	Deleted bool        `cbor:"3,keyasint,omitempty"`
+	Size    int64       `cbor:"4,keyasint,omitempty"`
+	Mode    uint32      `cbor:"5,keyasint,omitempty"`
+	MTime   int64       `cbor:"6,keyasint,omitempty"`
+	UID     uint32      `cbor:"7,keyasint,omitempty"`
+	GID     uint32      `cbor:"8,keyasint,omitempty"`
+	Inode   uint64      `cbor:"20,keyasint,omitempty"`
+	CTime   int64       `cbor:"21,keyasint,omitempty"`
+}
+
+func decodeStat(b []byte) (record.Record, error) {
+	var s statFields
+	if err := decMode.Unmarshal(b, &s); err != nil {
+		return record.Record{}, err
+	}
+	return record.Record{Path: s.Path, Type: s.Type, Deleted: s.Deleted, Size: s.Size, Mode: s.Mode, MTime: s.MTime,
+		UID: s.UID, GID: s.GID, Inode: s.Inode, CTime: s.CTime}, nil
+}
+
+// ChildrenStat is Children passing partial records: only what a scan
+// compares with the disk (path, type, deleted, size, mode, mtime, owner
+// and the stat cache; no blocks, versions or target), which makes the
+// rescan of an unchanged tree cheaper.
+func (t *Tx) ChildrenStat(prefix string, fn func(record.Record)) error {
+	return t.children(prefix, decodeStat, fn)
+}
+
+func (t *Tx) children(prefix string, dec func([]byte) (record.Record, error), fn func(record.Record)) error {
 	c := t.b.Bucket(bFiles).Cursor()
 	p := []byte(prefix)
 	k, v := c.Seek(p)
@@ -554,7 +589,7 @@ func (t *Tx) Children(prefix string, fn func(record.Record)) error {
 			k, v = c.Seek(next)
 			continue
 		}
-		r, err := decode(v)
+		r, err := dec(v)
 		if err != nil {
 			return fmt.Errorf("index: decode %q: %w", k, err)
 		}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	bolt "go.etcd.io/bbolt"
 
 	"tandem/internal/record"
@@ -136,4 +137,50 @@ func TestCountersBackfill(t *testing.T) {
 	if gl, gn := counters(t, f); gl != 6 || gn != 5 {
 		t.Fatalf("backfilled counters: live %d needs %d, want 6 and 5", gl, gn)
 	}
+}
+
+// TestChildrenStat checks that the partial records carry every field a
+// scan compares, equal to the full ones, and the same set of children.
+func TestChildrenStat(t *testing.T) {
+	db, f := openFolder(t, filepath.Join(t.TempDir(), "index.db"))
+	defer db.Close()
+	err := f.Update(func(tx *Tx) error {
+		for i, p := range []string{"d", "d/a", "d/b", "d/b/deep", "d/c", "e"} {
+			r := record.Record{Path: p, Type: record.File, Deleted: i == 4, Size: int64(i * 100), Mode: 0o640 + uint32(i), MTime: int64(i) * 1e9,
+				UID: uint32(1000 + i), GID: uint32(2000 + i), Inode: uint64(50 + i), CTime: int64(i) * 2e9, Target: "t",
+				Blocks: []record.Block{{Size: 1}}, Dot: 1, ModifiedBy: 7}
+			if p == "d" || p == "d/b" {
+				r.Type = record.Dir
+			}
+			if _, err := tx.Put(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = f.View(func(tx *Tx) error {
+		var full, part []record.Record
+		must := func(err error) {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		must(tx.Children("d/", func(r record.Record) { full = append(full, r) }))
+		must(tx.ChildrenStat("d/", func(r record.Record) { part = append(part, r) }))
+		if len(full) != 3 || len(part) != len(full) {
+			t.Fatalf("children: %d full, %d partial, want 3", len(full), len(part))
+		}
+		for i := range full {
+			a, b := full[i], part[i]
+			want := record.Record{Path: a.Path, Type: a.Type, Deleted: a.Deleted, Size: a.Size, Mode: a.Mode, MTime: a.MTime,
+				UID: a.UID, GID: a.GID, Inode: a.Inode, CTime: a.CTime}
+			if !cmp.Equal(want, b) {
+				t.Errorf("partial record of %s: %s", a.Path, cmp.Diff(want, b))
+			}
+		}
+		return nil
+	})
 }
