@@ -62,10 +62,15 @@ func WriteJSON(w http.ResponseWriter, v any) {
 // Get fetches path from the daemon of home and decodes JSON into v.
 func Get(ctx context.Context, home, path string, v any) error {
 	p := SocketPath(home)
-	cl := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+	// One request per connection: a caller that asks often (a monitoring
+	// loop) must not leave idle connections, each holding a goroutine and
+	// buffers in the daemon.
+	tr := &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", p)
-	}}}
+	}}
+	defer tr.CloseIdleConnections()
+	cl := &http.Client{Transport: tr}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://tandem"+path, nil)
 	if err != nil {
 		return err

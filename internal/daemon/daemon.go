@@ -95,7 +95,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) { control.WriteJSON(w, d.Status()) })
 	mux.Handle("/metrics", metricsHandler(d))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: idleConnTimeout}
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = srv.Serve(ctl) })
 	var msrv *http.Server
@@ -107,7 +107,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 		mm := http.NewServeMux()
 		mm.Handle("/metrics", metricsHandler(d))
-		msrv = &http.Server{Handler: mm, ReadHeaderTimeout: 5 * time.Second}
+		msrv = &http.Server{Handler: mm, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: idleConnTimeout}
 		wg.Go(func() { _ = msrv.Serve(ml) })
 	}
 	d.log.Info("tandem starting", "id", d.id.ID.String(), "folders", len(d.folders), "peers", len(d.cfg.Peers))
@@ -139,6 +139,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("tandem stopped")
 	return nil
 }
+
+// idleConnTimeout closes keep-alive connections to the control socket and
+// the metrics listener that sit idle, so clients that never close them
+// cannot pile up goroutines and buffers in the daemon.
+const idleConnTimeout = 30 * time.Second
 
 // releaseEvery is how often the index pages a scan or sync touched are
 // handed back to the page cache (see index.DB.ReleaseMapped), so that RSS
