@@ -377,6 +377,11 @@ func (w *world) opDelete(nd *cluster.Node, tree bool) (string, bool) {
 	moved := dedup(tokensAt(g))
 	what := fmt.Sprintf("delete %s (%s)", rel, typeName(g))
 	w.touched(moved, nd, what, true)
+	seen := map[string]bool{}
+	for _, tk := range moved {
+		seen[tk] = true
+	}
+	w.moved = append(w.moved, movedTree{grave: g, nd: nd, what: what, seen: seen})
 	w.touched(minus(pre, moved), nd, what+" [seen before the move only]", false)
 	return fmt.Sprintf("%s (%s) %s", rel, typeName(g), shorts(moved)), true
 }

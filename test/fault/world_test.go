@@ -31,12 +31,15 @@ type token struct {
 
 // world is one randomized run on one cluster.
 type world struct {
-	t      *testing.T
-	c      *cluster.Cluster
-	rng    *rand.Rand
-	prox   [][]*cluster.Proxy // prox[from][to]
-	grave  []string           // per node: graveyard outside the folder, same filesystem
-	down   []int              // per node: step it was killed at, -1 if running
+	t     *testing.T
+	c     *cluster.Cluster
+	rng   *rand.Rand
+	prox  [][]*cluster.Proxy // prox[from][to]
+	grave []string           // per node: graveyard outside the folder, same filesystem
+	// moved are the trees deleted by moving them to a graveyard, with the
+	// tokens they held right after the move.
+	moved  []movedTree
+	down   []int // per node: step it was killed at, -1 if running
 	tokens map[string]*token
 	nextID int // tokens and graveyard names
 	round  int
@@ -142,6 +145,38 @@ func (w *world) written(tk string, nd *cluster.Node, what string) {
 	k := w.tok(tk)
 	k.written = true
 	k.hist = append(k.hist, fmt.Sprintf("%s %s %s: written", w.where(), nd.Name, what))
+}
+
+// movedTree is a path a delete moved to a graveyard.
+type movedTree struct {
+	grave string
+	nd    *cluster.Node
+	what  string
+	seen  map[string]bool
+}
+
+// settleGraves accounts for files that a node renamed into a directory
+// in the very moment the test moved that directory out of the folder: the
+// rename, resolved before the move, lands in the moved tree. For the user
+// that file left with the directory they moved away (it is in their
+// hands, and the node records the delete as one that saw it), so the
+// delete touched it.
+// Once the cluster settled nothing more can land; the round's graves are
+// then forgotten.
+func (w *world) settleGraves() {
+	defer func() { w.moved = nil }()
+	for _, m := range w.moved {
+		var late []string
+		for _, tk := range dedup(tokensAt(m.grave)) {
+			if !m.seen[tk] {
+				late = append(late, tk)
+				m.seen[tk] = true
+			}
+		}
+		if len(late) > 0 {
+			w.touched(late, m.nd, m.what+" [landed in the moved tree after the move]", true)
+		}
+	}
 }
 
 func (w *world) touched(tks []string, nd *cluster.Node, what string, supersede bool) {
@@ -522,5 +557,6 @@ func (w *world) playRound() {
 	w.restart(true)
 	w.note("settling")
 	tree := settle(w.c, w.fatalf)
+	w.settleGraves()
 	w.check(tree)
 }
