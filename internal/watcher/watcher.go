@@ -96,6 +96,13 @@ type Watcher struct {
 	rescan  bool                 // pending batch needs Rescan
 	touched bool                 // something was added to the pending batch
 
+	// errs receives fsnotify's errors from a goroutine that does nothing
+	// else: fsnotify sends some errors while holding the lock that Add and
+	// Remove take, so the goroutine calling those must never be the one
+	// its error send waits for. errLost is set when errs was full.
+	errs    chan error
+	errLost atomic.Bool
+
 	running   atomic.Bool
 	done      chan struct{}
 	closeOnce sync.Once
@@ -150,7 +157,9 @@ func New(root string, opt Options) (*Watcher, error) {
 		byKey:   make(map[fileKey]string),
 		pending: make(map[string]struct{}),
 		done:    make(chan struct{}),
+		errs:    make(chan error, 64),
 	}
+	go w.forwardErrors()
 	if err := fsw.Add(abs); err != nil {
 		fsw.Close()
 		return nil, fmt.Errorf("watcher: watching %s: %w", abs, err)
@@ -239,11 +248,14 @@ func (w *Watcher) Run(ctx context.Context, out chan<- Batch) error {
 				return nil
 			}
 			w.handleEvent(ev)
-		case err, ok := <-w.fsw.Errors:
+		case err, ok := <-w.errs:
 			if !ok {
 				return nil
 			}
 			w.handleError(err)
+			if w.errLost.Swap(false) {
+				w.handleError(errors.New("more errors were dropped"))
+			}
 		case <-quiet.C:
 			due = true
 		case <-maxT.C:
@@ -251,6 +263,19 @@ func (w *Watcher) Run(ctx context.Context, out chan<- Batch) error {
 		case sendCh <- ready:
 			ready = Batch{}
 			hasReady = false
+		}
+	}
+}
+
+// forwardErrors moves fsnotify's errors to w.errs without ever blocking
+// fsnotify (which may hold its lock while sending one).
+func (w *Watcher) forwardErrors() {
+	defer close(w.errs)
+	for err := range w.fsw.Errors {
+		select {
+		case w.errs <- err:
+		default:
+			w.errLost.Store(true)
 		}
 	}
 }
