@@ -56,7 +56,7 @@ func needIfPeersNew(tx *index.Tx, r *record.Record) (bool, error) {
 		return false, err
 	}
 	for _, o := range rm {
-		if !r.Version.Dominates(o.Version) {
+		if !r.Version.Dominates(o.Version) || reconcile.Decide(r, &o).Action != reconcile.Nothing {
 			return true, tx.SetNeed(r.Path)
 		}
 	}

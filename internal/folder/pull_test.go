@@ -350,3 +350,34 @@ func TestLocalCreateRacingRemoteFileIsKept(t *testing.T) {
 		return got["local\n"] && got["peer\n"]
 	})
 }
+
+// TestDotlessTombstoneWithSameContextApplies: a peer sends a tombstone
+// without a dot (the outcome of two crossed resolutions) whose context is
+// exactly the local record's. It carries no event unseen here, yet the
+// decision rules take it; the path must go on the work list and the file
+// must be deleted (in a 3-node long run the node kept its file and
+// reported itself in sync).
+func TestDotlessTombstoneWithSameContextApplies(t *testing.T) {
+	peers := &fakePeers{data: map[[32]byte][]byte{}, hold: map[string]chan struct{}{}, requested: make(chan string, 1)}
+	f, root := startFolder(t, peers)
+	pa, pb := identity.ID{0xa0}, identity.ID{0xb0}
+	a := pa.Short64()
+	v := remoteFile(peers, "x.txt", "live version\n", 0o644, a, 5)
+	if err := f.HandleIndex(pa, &protocol.Index{Folder: "f", IndexID: 1, Records: []record.Record{v}, Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the live version", func() bool {
+		b, _ := os.ReadFile(filepath.Join(root, "x.txt"))
+		return string(b) == "live version\n"
+	})
+	var local record.Record
+	_ = f.idx.View(func(tx *index.Tx) error { local, _, _ = tx.Get("x.txt"); return nil })
+	tomb := record.Record{Path: "x.txt", Type: record.File, Deleted: true, MTime: v.MTime, Version: local.Version}
+	if err := f.HandleIndex(pb, &protocol.Index{Folder: "f", IndexID: 2, Records: []record.Record{tomb}, Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the file to be deleted", func() bool {
+		_, err := os.Lstat(filepath.Join(root, "x.txt"))
+		return os.IsNotExist(err)
+	})
+}

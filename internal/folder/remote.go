@@ -7,6 +7,7 @@ import (
 	"tandem/internal/identity"
 	"tandem/internal/index"
 	"tandem/internal/protocol"
+	"tandem/internal/reconcile"
 	"tandem/internal/record"
 	"tandem/internal/version"
 )
@@ -50,10 +51,14 @@ func (f *Folder) HandleIndex(peer identity.ID, m *protocol.Index) error {
 				return err
 			}
 			var lv version.Vector
+			var lp *record.Record
 			if ok {
-				lv = local.Version
+				lv, lp = local.Version, &local
 			}
-			if !lv.Dominates(r.Version) {
+			// Work is needed if the peer's context holds events not seen
+			// here, or if the decision acts for another reason: a tombstone
+			// without a dot can carry exactly the local context.
+			if !lv.Dominates(r.Version) || reconcile.Decide(lp, &r).Action != reconcile.Nothing {
 				if err := tx.SetNeed(r.Path); err != nil {
 					return err
 				}
