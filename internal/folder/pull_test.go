@@ -371,7 +371,10 @@ func TestDotlessTombstoneWithSameContextApplies(t *testing.T) {
 		return string(b) == "live version\n"
 	})
 	var local record.Record
-	_ = f.idx.View(func(tx *index.Tx) error { local, _, _ = tx.Get("x.txt"); return nil })
+	waitFor(t, "the live version in the index", func() bool {
+		_ = f.idx.View(func(tx *index.Tx) error { local, _, _ = tx.Get("x.txt"); return nil })
+		return len(local.Version) > 0 && !local.Deleted
+	})
 	tomb := record.Record{Path: "x.txt", Type: record.File, Deleted: true, MTime: v.MTime, Version: local.Version}
 	if err := f.HandleIndex(pb, &protocol.Index{Folder: "f", IndexID: 2, Records: []record.Record{tomb}, Last: 1}); err != nil {
 		t.Fatal(err)
