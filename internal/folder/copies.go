@@ -21,18 +21,28 @@ func copyPrefix(path string) string {
 }
 
 // flagCopies puts on the work list the unchanged conflict copies of r.Path
-// that keep the content r's event replaced.
+// that keep the content r's event replaced, and, if r is itself a copy,
+// the copies of the same path whose version r's version replaced.
 func flagCopies(tx *index.Tx, r *record.Record) (int, error) {
-	if r.PrevDot == 0 {
-		return 0, nil
-	}
 	var hits []string
-	if err := tx.Prefix(copyPrefix(r.Path), func(c record.Record) {
-		if c.CopyReplacedBy(r) {
-			hits = append(hits, c.Path)
+	if r.PrevDot != 0 {
+		if err := tx.Prefix(copyPrefix(r.Path), func(c record.Record) {
+			if c.CopyReplacedBy(r) {
+				hits = append(hits, c.Path)
+			}
+		}); err != nil {
+			return 0, err
 		}
-	}); err != nil {
-		return 0, err
+	}
+	// A copy whose version replaced the version kept by a sibling copy.
+	if r.CopyOf != "" && r.CopyPrevDot != 0 {
+		if err := tx.Prefix(copyPrefix(r.CopyOf), func(c record.Record) {
+			if c.CopySupersededBy(r) {
+				hits = append(hits, c.Path)
+			}
+		}); err != nil {
+			return 0, err
+		}
 	}
 	for _, p := range hits {
 		if err := tx.SetNeed(p); err != nil {
@@ -63,5 +73,12 @@ func copyObsolete(tx *index.Tx, cp *record.Record) (bool, error) {
 			return true, nil
 		}
 	}
-	return false, nil
+	// Or another copy of the same path keeps a version that replaced it.
+	superseded := false
+	if err := tx.Prefix(copyPrefix(cp.CopyOf), func(s record.Record) {
+		superseded = superseded || cp.CopySupersededBy(&s)
+	}); err != nil {
+		return false, err
+	}
+	return superseded, nil
 }

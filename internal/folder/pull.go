@@ -543,6 +543,10 @@ func (f *Folder) placeLocked(jobs []*job) error {
 					return err
 				}
 			}
+			// Copies this version makes obsolete, now that it is here.
+			if _, err := flagCopies(tx, &r); err != nil {
+				return err
+			}
 			applied++
 			f.log.Debug("applied remote version", "path", r.Path, "action", j.dec.Action, "deleted", r.Deleted, "version", r.Version)
 		}
@@ -757,6 +761,7 @@ func (f *Folder) keepConflictCopy(j *job) error {
 	cp := loc
 	cp.Path, cp.Seq = name, 0
 	cp.CopyOf, cp.CopyBy, cp.CopyDot = it.path, loc.ModifiedBy, loc.Dot
+	cp.CopyPrevBy, cp.CopyPrevDot = loc.PrevBy, loc.PrevDot
 	cp.PrevBy, cp.PrevDot = 0, 0
 	j.copy = &cp
 	return nil

@@ -384,3 +384,35 @@ func TestDotlessTombstoneWithSameContextApplies(t *testing.T) {
 		return os.IsNotExist(err)
 	})
 }
+
+// TestCopySupersededBySiblingCopyGoes: a conflict copy keeps version 1 of
+// x.txt; another copy arrives keeping version 2, which replaced version 1
+// (its CopyPrev names it) before it lost a conflict itself. No record of
+// x.txt tells any more that version 1 was replaced, but the sibling copy
+// does: the first copy must go (in a 3-node long run it came back).
+func TestCopySupersededBySiblingCopyGoes(t *testing.T) {
+	peers := &fakePeers{data: map[[32]byte][]byte{}, hold: map[string]chan struct{}{}, requested: make(chan string, 1)}
+	f, root := startFolder(t, peers)
+	pb, pc := identity.ID{0xb0}, identity.ID{0xc0}
+	b, c := pb.Short64(), pc.Short64()
+	c1 := remoteFile(peers, "x.conflict-20260101-000000-B.txt", "version 1\n", 0o644, c, 1)
+	c1.CopyOf, c1.CopyBy, c1.CopyDot = "x.txt", b, 1
+	if err := f.HandleIndex(pc, &protocol.Index{Folder: "f", IndexID: 1, Records: []record.Record{c1}, Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first copy", func() bool {
+		got, _ := os.ReadFile(filepath.Join(root, c1.Path))
+		return string(got) == "version 1\n"
+	})
+	c2 := remoteFile(peers, "x.conflict-20260101-000001-B.txt", "version 2\n", 0o644, c, 2)
+	c2.CopyOf, c2.CopyBy, c2.CopyDot = "x.txt", b, 2
+	c2.CopyPrevBy, c2.CopyPrevDot = b, 1
+	if err := f.HandleIndex(pc, &protocol.Index{Folder: "f", IndexID: 1, Records: []record.Record{c2}, Last: 2}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the second copy, and the first one gone", func() bool {
+		got, _ := os.ReadFile(filepath.Join(root, c2.Path))
+		_, err := os.Lstat(filepath.Join(root, c1.Path))
+		return string(got) == "version 2\n" && os.IsNotExist(err)
+	})
+}

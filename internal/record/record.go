@@ -72,6 +72,10 @@ type Record struct {
 	CopyOf  string `cbor:"15,keyasint,omitempty"`
 	CopyBy  uint64 `cbor:"16,keyasint,omitempty"`
 	CopyDot uint64 `cbor:"17,keyasint,omitempty"`
+	// The Prev of the version the copy keeps: a copy of an older version
+	// of the same path that this version replaced has nothing left to keep.
+	CopyPrevBy  uint64 `cbor:"22,keyasint,omitempty"`
+	CopyPrevDot uint64 `cbor:"23,keyasint,omitempty"`
 
 	// Local stat cache: lets a scan skip unchanged files without rehashing.
 	// Never sent to peers.
@@ -134,6 +138,15 @@ func (r Record) NewEvent(prev version.Vector, me, now uint64) Record {
 func (cp *Record) CopyReplacedBy(r *Record) bool {
 	return cp.CopyOf != "" && !cp.Deleted && r.Path == cp.CopyOf &&
 		r.PrevDot != 0 && r.PrevBy == cp.CopyBy && r.PrevDot == cp.CopyDot
+}
+
+// CopySupersededBy reports whether cp, an unchanged conflict copy, keeps a
+// version that the version kept by sib, another unchanged copy of the same
+// path, replaced: the replacing version lost a conflict later, so no record
+// of the original path tells any more that it saw cp's version.
+func (cp *Record) CopySupersededBy(sib *Record) bool {
+	return cp.CopyOf != "" && !cp.Deleted && sib.Path != cp.Path && sib.CopyOf == cp.CopyOf && !sib.Deleted &&
+		sib.CopyPrevDot != 0 && sib.CopyPrevBy == cp.CopyBy && sib.CopyPrevDot == cp.CopyDot
 }
 
 // Wire returns a copy without the local-only fields, for sending.
