@@ -79,7 +79,7 @@ var deltaSteps = []deltaStep{
 func delta(t *tb, full bool) []row {
 	size := int64(256 << 20)
 	c := newCluster(t, 2, "delta")
-	onWire := wire(t, c)
+	onWire := c.CountWire()
 	a, b := c.Nodes[0], c.Nodes[1]
 	c.Start()
 	c.Connected(time.Minute)

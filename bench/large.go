@@ -62,7 +62,7 @@ func throughput(t *tb, label, prof string, make func(dir string)) row {
 	}
 
 	c := newCluster(t, 2, prof)
-	onWire := wire(t, c)
+	onWire := c.CountWire()
 	a, b := c.Nodes[0], c.Nodes[1]
 	c.Start()
 	c.Connected(time.Minute)

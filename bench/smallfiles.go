@@ -87,7 +87,7 @@ func smallFiles(t *tb, full bool) []row {
 
 	// tandem, files present on a when both nodes start.
 	c := newCluster(t, 2, "smallfiles-start")
-	onWire := wire(t, c)
+	onWire := c.CountWire()
 	a, b := c.Nodes[0], c.Nodes[1]
 	if err := os.Remove(a.Dir); err != nil {
 		t.Fatalf("%v", err)
@@ -104,7 +104,7 @@ func smallFiles(t *tb, full bool) []row {
 
 	// tandem, files created on a while both run (a fresh cluster).
 	c2 := newCluster(t, 2, "smallfiles-live")
-	onWire2 := wire(t, c2)
+	onWire2 := c2.CountWire()
 	c2.Start()
 	c2.Connected(time.Minute)
 	start = time.Now()

@@ -15,31 +15,6 @@ import (
 	"tandem/internal/folder"
 )
 
-// wire routes every link of c through byte-counting proxies and returns a
-// function that reports the bytes they forwarded so far (both directions,
-// TLS included). Call it before starting the nodes.
-func wire(t *tb, c *cluster.Cluster) func() uint64 {
-	prox := map[[2]string]*cluster.Proxy{}
-	for _, from := range c.Nodes {
-		for _, to := range c.Nodes {
-			if from != to {
-				prox[[2]string{from.Name, to.Name}] = cluster.NewProxy(t, to.Addr)
-			}
-		}
-	}
-	c.PeerAddr = func(from, to *cluster.Node) string { return prox[[2]string{from.Name, to.Name}].Addr }
-	for _, nd := range c.Nodes {
-		c.WriteConfig(nd, "")
-	}
-	return func() uint64 {
-		var n uint64
-		for _, p := range prox {
-			n += p.Bytes()
-		}
-		return n
-	}
-}
-
 // folderStatus asks nd's daemon for the status of its folder, in process
 // (cheap enough to poll every few milliseconds).
 func folderStatus(nd *cluster.Node) (folder.Status, *daemon.Status, error) {

@@ -232,3 +232,28 @@ func pipe(dst, src net.Conn) {
 	dst.Close()
 	src.Close()
 }
+
+// CountWire routes every link of c through byte-counting proxies (call it
+// before starting the nodes) and returns a function that reports the bytes
+// they forwarded so far, both directions, TLS included.
+func (c *Cluster) CountWire() func() uint64 {
+	prox := map[[2]string]*Proxy{}
+	for _, from := range c.Nodes {
+		for _, to := range c.Nodes {
+			if from != to {
+				prox[[2]string{from.Name, to.Name}] = NewProxy(c.t, to.Addr)
+			}
+		}
+	}
+	c.PeerAddr = func(from, to *Node) string { return prox[[2]string{from.Name, to.Name}].Addr }
+	for _, nd := range c.Nodes {
+		c.WriteConfig(nd, "")
+	}
+	return func() uint64 {
+		var n uint64
+		for _, p := range prox {
+			n += p.Bytes()
+		}
+		return n
+	}
+}

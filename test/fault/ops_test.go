@@ -268,16 +268,7 @@ func (w *world) opCreate(nd *cluster.Node) (string, bool) {
 	}
 	what := "create " + rel
 	desc := fmt.Sprintf("%s%s -> %s", rel, mk, short(tk))
-	if at == "" {
-		w.tok(tk).hist = append(w.tok(tk).hist, fmt.Sprintf("%s %s %s: not written (file replaced at once, write err %v)", w.where(), nd.Name, what, werr))
-		return desc + " (replaced meanwhile: not written)", true
-	}
-	if at != rel {
-		what += " (now at " + at + ")"
-		desc += " (now at " + at + ")"
-	}
-	w.written(tk, nd, what)
-	return desc, true
+	return w.landed(tk, nd, rel, at, what, desc, fmt.Sprintf("file replaced at once, write err %v", werr))
 }
 
 // opRewrite overwrites (or appends to) an existing file in place. It
@@ -486,8 +477,14 @@ func (w *world) opSymlink(nd *cluster.Node) (string, bool) {
 	}
 	what := "symlink " + rel
 	desc := fmt.Sprintf("%s -> %s", rel, short(tk))
+	return w.landed(tk, nd, rel, at, what, desc, "replaced at once")
+}
+
+// landed records where a written token ended up: at (its path now, "" if
+// it was replaced before the test could find it, why says how).
+func (w *world) landed(tk string, nd *cluster.Node, rel, at, what, desc, why string) (string, bool) {
 	if at == "" {
-		w.tok(tk).hist = append(w.tok(tk).hist, fmt.Sprintf("%s %s %s: not written (replaced at once)", w.where(), nd.Name, what))
+		w.tok(tk).hist = append(w.tok(tk).hist, fmt.Sprintf("%s %s %s: not written (%s)", w.where(), nd.Name, what, why))
 		return desc + " (replaced meanwhile: not written)", true
 	}
 	if at != rel {

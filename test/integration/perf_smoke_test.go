@@ -19,30 +19,6 @@ import (
 // file arrives intact and how many bytes cross the wire, never how long
 // anything takes.
 
-// proxied routes every link of c through byte-counting proxies (call
-// before Start) and returns the total forwarded so far.
-func proxied(t *testing.T, c *cluster.Cluster) func() uint64 {
-	prox := map[[2]string]*cluster.Proxy{}
-	for _, from := range c.Nodes {
-		for _, to := range c.Nodes {
-			if from != to {
-				prox[[2]string{from.Name, to.Name}] = cluster.NewProxy(t, to.Addr)
-			}
-		}
-	}
-	c.PeerAddr = func(from, to *cluster.Node) string { return prox[[2]string{from.Name, to.Name}].Addr }
-	for _, nd := range c.Nodes {
-		c.WriteConfig(nd, "")
-	}
-	return func() uint64 {
-		var n uint64
-		for _, p := range prox {
-			n += p.Bytes()
-		}
-		return n
-	}
-}
-
 // inSync waits until every node reports everything applied and sent.
 func inSync(t *testing.T, c *cluster.Cluster) {
 	t.Helper()
@@ -79,7 +55,7 @@ func writeSmallFiles(t *testing.T, dir string, n int, seed uint64) {
 // wire carries little more than their content.
 func TestSmokeSmallFiles(t *testing.T) {
 	c := cluster.New(t, 2)
-	wire := proxied(t, c)
+	wire := c.CountWire()
 	a := c.Nodes[0]
 	writeSmallFiles(t, a.Dir, 1000, 1)
 	writeSmallFiles(t, filepath.Join(a.Home, "later"), 500, 2)
@@ -131,7 +107,7 @@ func TestSmokeSmallFiles(t *testing.T) {
 // (blocks found locally).
 func TestSmokeDelta(t *testing.T) {
 	c := cluster.New(t, 2)
-	wire := proxied(t, c)
+	wire := c.CountWire()
 	a, b := c.Nodes[0], c.Nodes[1]
 	c.Start()
 	big := randomData(32<<20, 5)
