@@ -30,6 +30,10 @@ type fakePeers struct {
 	requested chan string
 }
 
+func newFakePeers() *fakePeers {
+	return &fakePeers{data: map[[32]byte][]byte{}, hold: map[string]chan struct{}{}, requested: make(chan string, 1)}
+}
+
 func (p *fakePeers) Connected(identity.ID) bool { return true }
 
 func (p *fakePeers) Request(ctx context.Context, _ identity.ID, req *protocol.Request) ([]byte, error) {
@@ -105,7 +109,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // new one must still be applied (the work item must not be cleared by the
 // commit of the old one).
 func TestNewerVersionDuringApplyIsApplied(t *testing.T) {
-	peers := &fakePeers{data: map[[32]byte][]byte{}, hold: map[string]chan struct{}{}, requested: make(chan string, 1)}
+	peers := newFakePeers()
 	gate := make(chan struct{})
 	peers.hold["zz"] = gate
 	f, root := startFolder(t, peers)
@@ -146,7 +150,7 @@ func TestNewerVersionDuringApplyIsApplied(t *testing.T) {
 func TestLocalWriteRacingRemoteChangeIsKept(t *testing.T) {
 	for _, del := range []bool{false, true} {
 		t.Run(map[bool]string{false: "replace", true: "delete"}[del], func(t *testing.T) {
-			peers := &fakePeers{data: map[[32]byte][]byte{}, hold: map[string]chan struct{}{}, requested: make(chan string, 1)}
+			peers := newFakePeers()
 			f, root := startFolder(t, peers)
 			p := filepath.Join(root, "doc.txt")
 			if err := os.WriteFile(p, []byte("original\n"), 0o644); err != nil {
@@ -214,7 +218,7 @@ func TestLocalWriteRacingRemoteChangeIsKept(t *testing.T) {
 func TestConflictCopyOfDeletedVersionGoes(t *testing.T) {
 	for _, replacedLoser := range []bool{true, false} {
 		t.Run(map[bool]string{true: "delete of the kept version", false: "delete of the winner"}[replacedLoser], func(t *testing.T) {
-			peers := &fakePeers{data: map[[32]byte][]byte{}, hold: map[string]chan struct{}{}, requested: make(chan string, 1)}
+			peers := newFakePeers()
 			f, root := startFolder(t, peers)
 			pc, pa := identity.ID{0xc0}, identity.ID{0xa0}
 			c, a := pc.Short64(), pa.Short64()
@@ -279,7 +283,7 @@ func TestConflictCopyOfDeletedVersionGoes(t *testing.T) {
 // wins (a delete never beats an edit it did not see): it must be taken,
 // although no new record arrived from the peer.
 func TestLocalDeleteRevivesConcurrentPeerVersion(t *testing.T) {
-	peers := &fakePeers{data: map[[32]byte][]byte{}, hold: map[string]chan struct{}{}, requested: make(chan string, 1)}
+	peers := newFakePeers()
 	f, root := startFolder(t, peers)
 	p := filepath.Join(root, "x.txt")
 	if err := os.WriteFile(p, []byte("local\n"), 0o644); err != nil {
@@ -319,7 +323,7 @@ func TestLocalDeleteRevivesConcurrentPeerVersion(t *testing.T) {
 // place. The local file is unknown to the index; it must not be replaced:
 // both contents end up kept (one at the name, one as a conflict copy).
 func TestLocalCreateRacingRemoteFileIsKept(t *testing.T) {
-	peers := &fakePeers{data: map[[32]byte][]byte{}, hold: map[string]chan struct{}{}, requested: make(chan string, 1)}
+	peers := newFakePeers()
 	f, root := startFolder(t, peers)
 	p := filepath.Join(root, "new.txt")
 	var once sync.Once
@@ -358,7 +362,7 @@ func TestLocalCreateRacingRemoteFileIsKept(t *testing.T) {
 // must be deleted (in a 3-node long run the node kept its file and
 // reported itself in sync).
 func TestDotlessTombstoneWithSameContextApplies(t *testing.T) {
-	peers := &fakePeers{data: map[[32]byte][]byte{}, hold: map[string]chan struct{}{}, requested: make(chan string, 1)}
+	peers := newFakePeers()
 	f, root := startFolder(t, peers)
 	pa, pb := identity.ID{0xa0}, identity.ID{0xb0}
 	a := pa.Short64()
@@ -391,7 +395,7 @@ func TestDotlessTombstoneWithSameContextApplies(t *testing.T) {
 // x.txt tells any more that version 1 was replaced, but the sibling copy
 // does: the first copy must go (in a 3-node long run it came back).
 func TestCopySupersededBySiblingCopyGoes(t *testing.T) {
-	peers := &fakePeers{data: map[[32]byte][]byte{}, hold: map[string]chan struct{}{}, requested: make(chan string, 1)}
+	peers := newFakePeers()
 	f, root := startFolder(t, peers)
 	pb, pc := identity.ID{0xb0}, identity.ID{0xc0}
 	b, c := pb.Short64(), pc.Short64()
