@@ -66,6 +66,10 @@ type Folder struct {
 	scanReq     chan scanRequest
 	fullPending atomic.Bool // a full scan was asked while the queue was full
 
+	// afterRename, if set (tests only), runs after a batch is placed on
+	// disk and before its index commit.
+	afterRename atomic.Pointer[func()]
+
 	stMu       sync.Mutex
 	state      string
 	lastErr    string

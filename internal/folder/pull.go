@@ -496,6 +496,9 @@ func (f *Folder) placeLocked(jobs []*job) error {
 		return err
 	}
 	crashpoint.Hit(crashpoint.ApplyAfterRename)
+	if hook := f.afterRename.Load(); hook != nil {
+		(*hook)()
+	}
 	applied := 0
 	err := f.idx.Update(func(tx *index.Tx) error {
 		for _, j := range jobs {
@@ -783,7 +786,22 @@ func (f *Folder) recordCopy(tx *index.Tx, cp *record.Record) error {
 	if err != nil {
 		return err
 	}
-	_, err = tx.Put(rec.NewEvent(old.Version, f.meShort, uint64(f.opt.Now().Unix())))
+	rec = rec.NewEvent(old.Version, f.meShort, uint64(f.opt.Now().Unix()))
+	if _, err := tx.Put(rec); err != nil {
+		return err
+	}
+	// A record that replaced the kept version may have arrived while the
+	// copy was being made, when there was no copy yet to flag: the copy
+	// goes on the work list now if it has nothing left to keep. And sibling
+	// copies whose version this copy's version replaced.
+	if obsolete, err := copyObsolete(tx, &rec); err != nil {
+		return err
+	} else if obsolete {
+		if err := tx.SetNeed(rec.Path); err != nil {
+			return err
+		}
+	}
+	_, err = flagCopies(tx, &rec)
 	return err
 }
 

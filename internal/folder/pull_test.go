@@ -277,6 +277,60 @@ func TestConflictCopyOfDeletedVersionGoes(t *testing.T) {
 	}
 }
 
+// TestCopyObsoleteBeforeItsCommitGoes: the record that replaces the
+// version a conflict copy keeps arrives while the copy is being made, after
+// it is on disk and before the index has it, so receiving it finds no copy
+// to flag. Recording the copy must find it obsolete; otherwise the copy of
+// a deleted version stays for good (3-node fault run).
+func TestCopyObsoleteBeforeItsCommitGoes(t *testing.T) {
+	peers := newFakePeers()
+	f, root := startFolder(t, peers)
+	pc, pa := identity.ID{0xc0}, identity.ID{0xa0}
+	c, a := pc.Short64(), pa.Short64()
+	vc := remoteFile(peers, "x.txt", "version of c\n", 0o644, c, 1)
+	vc.MTime = 1e18
+	if err := f.HandleIndex(pc, &protocol.Index{Folder: "f", IndexID: 1, Records: []record.Record{vc}, Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "c's version", func() bool {
+		b, _ := os.ReadFile(filepath.Join(root, "x.txt"))
+		return string(b) == "version of c\n"
+	})
+	del := record.Record{Path: "x.txt", Type: record.File, Deleted: true, MTime: 3e18, ModifiedBy: c, Dot: 2,
+		Version: version.Vector{}.Update(c, 0).Update(c, 0), PrevBy: c, PrevDot: 1}
+	var once sync.Once
+	delivered := make(chan error, 1)
+	hook := func() {
+		once.Do(func() {
+			delivered <- f.HandleIndex(pc, &protocol.Index{Folder: "f", IndexID: 1, Records: []record.Record{del}, Last: 2})
+		})
+	}
+	f.afterRename.Store(&hook)
+	va := remoteFile(peers, "x.txt", "version of a\n", 0o644, a, 1)
+	va.MTime = 2e18 // newer: wins, c's version becomes a copy
+	if err := f.HandleIndex(pa, &protocol.Index{Folder: "f", IndexID: 2, Records: []record.Record{va}, Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-delivered:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a's version was never placed")
+	}
+	waitFor(t, "the copy to go, a's version to stay", func() bool {
+		es, _ := os.ReadDir(root)
+		for _, e := range es {
+			if strings.Contains(e.Name(), ".conflict-") {
+				return false
+			}
+		}
+		b, _ := os.ReadFile(filepath.Join(root, "x.txt"))
+		return string(b) == "version of a\n"
+	})
+}
+
 // TestLocalDeleteRevivesConcurrentPeerVersion: a peer's concurrent
 // version of x.txt loses to the local one (older mtime). Then x.txt is
 // deleted here. The delete did not see the peer's version, which now
