@@ -1,8 +1,16 @@
 package folder
 
 import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
 	"strings"
+	"syscall"
 
+	"golang.org/x/sys/unix"
+
+	"tandem/internal/fsutil"
 	"tandem/internal/index"
 	"tandem/internal/record"
 )
@@ -81,4 +89,95 @@ func copyObsolete(tx *index.Tx, cp *record.Record) (bool, error) {
 		return false, err
 	}
 	return superseded, nil
+}
+
+// hit runs the test hook, if any, at a crash point.
+func (f *Folder) hit(point string) {
+	if h := f.testHook.Load(); h != nil {
+		(*h)(point)
+	}
+}
+
+// copyLocal copies the local file or symlink at rel, which must still be
+// exactly loc, to the free name dst: content, mode, owner and mtime,
+// made durable, then moved to dst without replacing anything. If rel
+// changes while it is copied, nothing is left at dst and the item waits
+// for the scan (errDefer).
+func (f *Folder) copyLocal(rel, dst string, loc *record.Record) error {
+	if err := os.MkdirAll(f.tmpDir(), 0o700); err != nil {
+		return err
+	}
+	if err := f.root.CheckParents(dst); err != nil {
+		return err
+	}
+	tmp := f.tmpName()
+	changed := func() error {
+		os.Remove(tmp)
+		f.requestScan([]string{rel}, false)
+		return errDefer
+	}
+	switch loc.Type {
+	case record.Symlink:
+		target, err := f.root.OS().Readlink(rel)
+		if err != nil || target != loc.Target {
+			return changed()
+		}
+		if err := os.Symlink(target, tmp); err != nil {
+			return fmt.Errorf("keep conflict copy of %s: %w", f.root.Abs(rel), err)
+		}
+	case record.File:
+		in, err := f.root.OS().OpenFile(rel, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			return changed()
+		}
+		defer in.Close()
+		same := func() bool {
+			fi, err := in.Stat()
+			if err != nil {
+				return false
+			}
+			st, ok := fsutil.FromInfo(fi)
+			return ok && st.Matches(loc)
+		}
+		if !same() {
+			return changed()
+		}
+		out, err := createTmp(tmp)
+		if err != nil {
+			return fmt.Errorf("keep conflict copy of %s: %w", f.root.Abs(rel), err)
+		}
+		_, err = io.Copy(out, in)
+		if err == nil {
+			err = out.Sync()
+		}
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(tmp)
+			return fmt.Errorf("keep conflict copy of %s: %w", f.root.Abs(rel), err)
+		}
+		if !same() {
+			return changed()
+		}
+	default:
+		return fmt.Errorf("keep conflict copy of %s: not a file or symlink", f.root.Abs(rel))
+	}
+	if err := setMetaAbs(tmp, loc, f.withOwner && !f.createdAs(loc)); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("keep conflict copy of %s: %w", f.root.Abs(rel), err)
+	}
+	err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, f.root.Abs(dst), unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
+		// The filesystem cannot refuse; dst was free a moment ago.
+		err = os.Rename(tmp, f.root.Abs(dst))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		if errors.Is(err, unix.EEXIST) {
+			return errDefer // the name was taken meanwhile: choose again
+		}
+		return fmt.Errorf("keep conflict copy of %s: %w", f.root.Abs(rel), err)
+	}
+	return nil
 }

@@ -66,9 +66,9 @@ type Folder struct {
 	scanReq     chan scanRequest
 	fullPending atomic.Bool // a full scan was asked while the queue was full
 
-	// afterRename, if set (tests only), runs after a batch is placed on
-	// disk and before its index commit.
-	afterRename atomic.Pointer[func()]
+	// testHook, if set (tests only), runs at every crash point of the
+	// pipeline with the point's name (see hit).
+	testHook atomic.Pointer[func(point string)]
 
 	stMu       sync.Mutex
 	state      string

@@ -496,9 +496,7 @@ func (f *Folder) placeLocked(jobs []*job) error {
 		return err
 	}
 	crashpoint.Hit(crashpoint.ApplyAfterRename)
-	if hook := f.afterRename.Load(); hook != nil {
-		(*hook)()
-	}
+	f.hit(crashpoint.ApplyAfterRename)
 	applied := 0
 	err := f.idx.Update(func(tx *index.Tx) error {
 		for _, j := range jobs {
@@ -737,25 +735,24 @@ func (f *Folder) keepConflictCopy(j *job) error {
 		}
 		name = ConflictName(it.path, stamp, fmt.Sprintf("%s.%d", short, i))
 	}
-	// A hard link, not a rename: the local version never leaves its name
-	// until the winner replaces it, so a crash in between cannot look
-	// like a local delete (which would also delete the copy as obsolete).
-	// Both are recorded in one transaction after the winner is placed;
-	// after a crash before that, the next scan finds the copy as a new
-	// local file.
-	if err := f.root.OS().Link(it.path, name); err != nil {
-		return fmt.Errorf("keep conflict copy %s: %w", f.root.Abs(name), err)
+	// A copy, not a rename: the local version never leaves its name until
+	// the winner replaces it, so a crash in between cannot look like a
+	// local delete (which would also delete the copy as obsolete). Not a
+	// hard link either: until the winner's rename, a write to either name
+	// would change both. Both are recorded in one transaction after the
+	// winner is placed; after a crash before that, the next scan finds
+	// the copy as a new local file.
+	if err := f.copyLocal(it.path, name, &loc); err != nil {
+		return err
 	}
 	crashpoint.Hit(crashpoint.ConflictAfterCopy)
-	// The link changed the inode's ctime: the final check before the
-	// winner replaces the local version must expect it.
+	f.hit(crashpoint.ConflictAfterCopy)
 	st, ok, err := f.root.Lstat(it.path)
-	if err != nil || !ok || st.Inode != loc.Inode {
+	if err != nil || !ok || !st.Matches(&loc) {
 		f.root.OS().Remove(name)
 		f.requestScan([]string{it.path}, false)
 		return errDefer
 	}
-	loc.CTime = st.CTime
 	j.local = &loc
 	f.stMu.Lock()
 	f.stats.Conflicts++

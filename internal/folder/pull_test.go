@@ -3,6 +3,7 @@ package folder
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"tandem/internal/config"
+	"tandem/internal/crashpoint"
 	"tandem/internal/identity"
 	"tandem/internal/index"
 	"tandem/internal/protocol"
@@ -300,12 +302,15 @@ func TestCopyObsoleteBeforeItsCommitGoes(t *testing.T) {
 		Version: version.Vector{}.Update(c, 0).Update(c, 0), PrevBy: c, PrevDot: 1}
 	var once sync.Once
 	delivered := make(chan error, 1)
-	hook := func() {
+	hook := func(point string) {
+		if point != crashpoint.ApplyAfterRename {
+			return
+		}
 		once.Do(func() {
 			delivered <- f.HandleIndex(pc, &protocol.Index{Folder: "f", IndexID: 1, Records: []record.Record{del}, Last: 2})
 		})
 	}
-	f.afterRename.Store(&hook)
+	f.testHook.Store(&hook)
 	va := remoteFile(peers, "x.txt", "version of a\n", 0o644, a, 1)
 	va.MTime = 2e18 // newer: wins, c's version becomes a copy
 	if err := f.HandleIndex(pa, &protocol.Index{Folder: "f", IndexID: 2, Records: []record.Record{va}, Last: 1}); err != nil {
@@ -329,6 +334,95 @@ func TestCopyObsoleteBeforeItsCommitGoes(t *testing.T) {
 		b, _ := os.ReadFile(filepath.Join(root, "x.txt"))
 		return string(b) == "version of a\n"
 	})
+}
+
+// TestWriteToNewCopyStaysThere: a conflict copy is a file of its own from
+// the moment it appears. A write to it before the winner replaces the
+// original name must not show at the name (a hard-linked copy shared the
+// inode until then; 3-node fault run).
+func TestWriteToNewCopyStaysThere(t *testing.T) {
+	peers := newFakePeers()
+	f, root := startFolder(t, peers)
+	pc, pa := identity.ID{0xc0}, identity.ID{0xa0}
+	c, a := pc.Short64(), pa.Short64()
+	vc := remoteFile(peers, "x.txt", "version of c\n", 0o644, c, 1)
+	vc.MTime = 1e18
+	if err := f.HandleIndex(pc, &protocol.Index{Folder: "f", IndexID: 1, Records: []record.Record{vc}, Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "c's version", func() bool {
+		b, _ := os.ReadFile(filepath.Join(root, "x.txt"))
+		return string(b) == "version of c\n"
+	})
+	var once sync.Once
+	wrote := make(chan error, 1)
+	hook := func(point string) {
+		if point != crashpoint.ConflictAfterCopy {
+			return
+		}
+		once.Do(func() {
+			ms, _ := filepath.Glob(filepath.Join(root, "x.conflict-*"))
+			if len(ms) != 1 {
+				wrote <- fmt.Errorf("copies %v, want one", ms)
+				return
+			}
+			fh, err := os.OpenFile(ms[0], os.O_WRONLY|os.O_APPEND, 0)
+			if err == nil {
+				_, err = fh.WriteString("edit of the copy\n")
+				fh.Close()
+			}
+			wrote <- err
+		})
+	}
+	f.testHook.Store(&hook)
+	va := remoteFile(peers, "x.txt", "version of a\n", 0o644, a, 1)
+	va.MTime = 2e18 // newer: wins, c's version becomes a copy
+	if err := f.HandleIndex(pa, &protocol.Index{Folder: "f", IndexID: 2, Records: []record.Record{va}, Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no conflict copy was made")
+	}
+	contents := func() map[string]string {
+		out := map[string]string{}
+		es, _ := os.ReadDir(root)
+		for _, e := range es {
+			if b, err := os.ReadFile(filepath.Join(root, e.Name())); err == nil {
+				out[e.Name()] = string(b)
+			}
+		}
+		return out
+	}
+	waitFor(t, "a's version at the name, the edited copy next to it", func() bool {
+		cs := contents()
+		if cs["x.txt"] != "version of a\n" || len(cs) != 2 {
+			return false
+		}
+		for name, s := range cs {
+			if strings.HasPrefix(name, "x.conflict-") && s == "version of c\nedit of the copy\n" {
+				return true
+			}
+		}
+		return false
+	})
+	// The edit is recorded as a local change of the copy, which makes it
+	// an ordinary file.
+	ms, _ := filepath.Glob(filepath.Join(root, "x.conflict-*"))
+	if len(ms) != 1 {
+		t.Fatalf("copies %v", ms)
+	}
+	waitFor(t, "the edited copy recorded", func() bool {
+		r, ok, err := f.get(filepath.Base(ms[0]))
+		return err == nil && ok && r.Size == int64(len("version of c\nedit of the copy\n")) && r.CopyOf == ""
+	})
+	if cs := contents(); cs["x.txt"] != "version of a\n" || len(cs) != 2 {
+		t.Fatalf("tree %v", cs)
+	}
 }
 
 // TestLocalDeleteRevivesConcurrentPeerVersion: a peer's concurrent
