@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"tandem/internal/crashpoint"
+	"tandem/internal/fsutil"
 	"tandem/internal/identity"
 	"tandem/internal/index"
 	"tandem/internal/reconcile"
@@ -323,8 +324,12 @@ type job struct {
 	tmp string        // prepared temporary file or link, if any
 	// set while placing:
 	copy    *record.Record // the conflict copy made of the local version, to be recorded with r
-	placed  bool           // the filesystem now matches r
-	handled bool           // committed by its own path (directory kept alive)
+	st      fsutil.Stat    // the path's stat right after it was placed (if statted)
+	statted bool           // st was taken; stErr tells whether it exists
+	stErr   error
+	stOK    bool
+	placed  bool // the filesystem now matches r
+	handled bool // committed by its own path (directory kept alive)
 	err     error
 }
 
@@ -491,6 +496,8 @@ func (f *Folder) placeLocked(jobs []*job) error {
 		return err
 	}
 	crashpoint.Hit(crashpoint.ApplyAfterPending)
+	f.markInflight(jobs)
+	defer f.unmarkInflight(jobs)
 	f.placeAll(jobs)
 	if err := f.syncFS(); err != nil {
 		return err
@@ -513,7 +520,10 @@ func (f *Folder) placeLocked(jobs []*job) error {
 			}
 			r := j.r
 			if !r.Deleted {
-				st, ok, err := f.root.StatPath(j.path)
+				st, ok, err := j.st, j.stOK, j.stErr
+				if !j.statted {
+					st, ok, err = f.root.StatPath(j.path)
+				}
 				// Cache the stat only if it shows what was placed: a
 				// local write right after the rename must not be taken
 				// for the remote version; without a cache the next scan
@@ -577,7 +587,7 @@ func (f *Folder) placeAll(jobs []*job) {
 	}
 	if !parallel {
 		for _, j := range jobs {
-			j.err = f.placeOne(j)
+			f.placeAndStat(j)
 		}
 		return
 	}
@@ -586,7 +596,7 @@ func (f *Folder) placeAll(jobs []*job) {
 	for range min(placeWorkers, len(jobs)) {
 		wg.Go(func() {
 			for j := range next {
-				j.err = f.placeOne(j)
+				f.placeAndStat(j)
 			}
 		})
 	}
@@ -595,6 +605,19 @@ func (f *Folder) placeAll(jobs []*job) {
 	}
 	close(next)
 	wg.Wait()
+}
+
+// placeAndStat places j and, if that worked, takes the stat the commit
+// caches, here in parallel rather than in the commit's transaction. A
+// local write after this stat is not missed: the watcher's event for the
+// path is postponed until the commit (markInflight) and then scanned
+// against the stored stat.
+func (f *Folder) placeAndStat(j *job) {
+	j.err = f.placeOne(j)
+	if j.err == nil && !j.handled && !j.r.Deleted {
+		j.st, j.stOK, j.stErr = f.root.StatPath(j.path)
+		j.statted = true
+	}
 }
 
 // placeOne makes the disk match j.r. Caller holds f.mu.

@@ -48,6 +48,7 @@ func (f *Folder) scanPaths(ctx context.Context, paths []string) error {
 	if err := f.markerOK(); err != nil {
 		return err
 	}
+	paths = f.postponeInflight(paths)
 	sort.Strings(paths)
 	b := &scanBatch{}
 	var prev string

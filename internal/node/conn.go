@@ -22,6 +22,7 @@ const (
 	idleTimeout = 60 * time.Second
 	indexBatch  = 1000
 	maxServing  = 32
+	indexQueue  = 8 // index messages received, not yet stored
 )
 
 // counter counts bytes on a connection.
@@ -208,10 +209,39 @@ func (c *conn) pinger(ctx context.Context) {
 
 func (c *conn) readLoop() error {
 	serving := make(chan struct{}, maxServing)
+	// Index messages are stored by a goroutine of their own, in order:
+	// storing one is a durable transaction, and meanwhile the responses
+	// to our block requests and the peer's requests must keep flowing.
+	indexQ := make(chan *protocol.Index, indexQueue)
+	indexDone := make(chan struct{})
+	go func() {
+		defer close(indexDone)
+		for m := range indexQ {
+			select {
+			case <-c.done:
+				continue // the connection failed: the peer sends it again
+			default:
+			}
+			if err := c.n.folders[m.Folder].HandleIndex(c.peer, m); err != nil {
+				c.close(err)
+			}
+		}
+	}()
+	defer func() {
+		close(indexQ)
+		<-indexDone
+	}()
 	for {
 		_ = c.raw.SetReadDeadline(time.Now().Add(idleTimeout))
 		m, err := c.pc.Receive()
 		if err != nil {
+			select {
+			case <-c.done:
+				if c.err != nil {
+					return c.err
+				}
+			default:
+			}
 			if errors.Is(err, io.EOF) {
 				return errors.New("closed by peer")
 			}
@@ -220,12 +250,13 @@ func (c *conn) readLoop() error {
 		switch m := m.(type) {
 		case *protocol.Ping:
 		case *protocol.Index:
-			f := c.n.folders[m.Folder]
-			if f == nil {
+			if c.n.folders[m.Folder] == nil {
 				return fmt.Errorf("peer %s sent an index for unshared folder %q", c.peer.Short(), m.Folder)
 			}
-			if err := f.HandleIndex(c.peer, m); err != nil {
-				return err
+			select {
+			case indexQ <- m:
+			case <-c.done:
+				return c.err
 			}
 		case *protocol.Request:
 			f := c.n.folders[m.Folder]

@@ -1,0 +1,49 @@
+package folder
+
+// markInflight records that jobs' paths are being placed.
+func (f *Folder) markInflight(jobs []*job) {
+	f.flMu.Lock()
+	defer f.flMu.Unlock()
+	if f.inflight == nil {
+		f.inflight = make(map[string]bool, len(jobs))
+	}
+	for _, j := range jobs {
+		f.inflight[j.path] = false
+	}
+}
+
+// unmarkInflight ends the placing of jobs' paths (after their commit, or
+// failure) and scans those the watcher reported meanwhile.
+func (f *Folder) unmarkInflight(jobs []*job) {
+	var again []string
+	f.flMu.Lock()
+	for _, j := range jobs {
+		if f.inflight[j.path] {
+			again = append(again, j.path)
+		}
+		delete(f.inflight, j.path)
+	}
+	f.flMu.Unlock()
+	if len(again) > 0 {
+		f.requestScan(again, false)
+	}
+}
+
+// postponeInflight returns paths without those being placed right now,
+// which are scanned when their batch is committed.
+func (f *Folder) postponeInflight(paths []string) []string {
+	f.flMu.Lock()
+	defer f.flMu.Unlock()
+	if len(f.inflight) == 0 {
+		return paths
+	}
+	out := paths[:0]
+	for _, p := range paths {
+		if _, ok := f.inflight[p]; ok {
+			f.inflight[p] = true
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
