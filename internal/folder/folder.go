@@ -70,6 +70,14 @@ type Folder struct {
 	// pipeline with the point's name (see hit).
 	testHook atomic.Pointer[func(point string)]
 
+	// inflight holds the paths a batch is placing, from before the first
+	// rename to after the commit, and whether the watcher reported one
+	// of them meanwhile: such a scan is postponed until the commit, when
+	// the index knows what was placed (it would otherwise hash our own
+	// new file as an unknown one).
+	flMu     sync.Mutex
+	inflight map[string]bool
+
 	stMu       sync.Mutex
 	state      string
 	lastErr    string
