@@ -134,8 +134,8 @@ func (f *Folder) plan() (items []item, waiting, absorbed bool, err error) {
 				if obsolete {
 					// A local delete of the copy, as if made here.
 					at := f.opt.Now()
-					del := record.Record{Path: p, Type: local.Type, Deleted: true, MTime: at.UnixNano(),
-						PrevBy: local.ModifiedBy, PrevDot: local.Dot}.NewEvent(local.Version, f.meShort, uint64(at.Unix()))
+					del := record.Record{Path: p, Type: local.Type, Deleted: true, MTime: at.UnixNano()}.
+						Replacing(&local).NewEvent(local.Version, f.meShort, uint64(at.Unix()))
 					f.log.Info("deleting a conflict copy: the version it kept was deleted or replaced by a change that saw it", "path", p, "copy of", local.CopyOf)
 					items = append(items, item{path: p, local: lp, dec: reconcile.Decision{Action: reconcile.Take, Result: del}})
 					continue
@@ -784,8 +784,8 @@ func (f *Folder) keepConflictCopy(j *job) error {
 	cp := loc
 	cp.Path, cp.Seq = name, 0
 	cp.CopyOf, cp.CopyBy, cp.CopyDot = it.path, loc.ModifiedBy, loc.Dot
-	cp.CopyPrevBy, cp.CopyPrevDot = loc.PrevBy, loc.PrevDot
-	cp.PrevBy, cp.PrevDot = 0, 0
+	cp.CopyPrevBy, cp.CopyPrevDot, cp.CopyEarlier = loc.PrevBy, loc.PrevDot, loc.Earlier
+	cp.PrevBy, cp.PrevDot, cp.Earlier = 0, 0, nil
 	j.copy = &cp
 	return nil
 }

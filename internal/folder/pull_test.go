@@ -279,6 +279,53 @@ func TestConflictCopyOfDeletedVersionGoes(t *testing.T) {
 	}
 }
 
+// TestCopyOfVersionReplacedTwiceGoes: c's version of x.txt loses a
+// conflict here and is kept as a copy; c meanwhile overwrote it (a version
+// this node never hears of) and then deleted that. The delete names only
+// the middle version as replaced, and the one before it in Earlier: the
+// copy must go (3-node fault run, round 1976).
+func TestCopyOfVersionReplacedTwiceGoes(t *testing.T) {
+	peers := newFakePeers()
+	f, root := startFolder(t, peers)
+	pc, pa := identity.ID{0xc0}, identity.ID{0xa0}
+	c, a := pc.Short64(), pa.Short64()
+	vc := remoteFile(peers, "x.txt", "version of c\n", 0o644, c, 1)
+	vc.MTime = 1e18
+	if err := f.HandleIndex(pc, &protocol.Index{Folder: "f", IndexID: 1, Records: []record.Record{vc}, Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "c's version", func() bool {
+		b, _ := os.ReadFile(filepath.Join(root, "x.txt"))
+		return string(b) == "version of c\n"
+	})
+	va := remoteFile(peers, "x.txt", "version of a\n", 0o644, a, 1)
+	va.MTime = 2e18 // newer: wins
+	if err := f.HandleIndex(pa, &protocol.Index{Folder: "f", IndexID: 2, Records: []record.Record{va}, Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	copies := func() int {
+		ms, _ := filepath.Glob(filepath.Join(root, "x.conflict-*"))
+		return len(ms)
+	}
+	waitFor(t, "a's version and a copy of c's", func() bool {
+		b, _ := os.ReadFile(filepath.Join(root, "x.txt"))
+		return string(b) == "version of a\n" && copies() == 1
+	})
+	// c's second version (dot 2, replacing dot 1) was never sent; its
+	// delete (dot 3) replaced dot 2.
+	mid := record.Record{Path: "x.txt", Type: record.File, ModifiedBy: c, Dot: 2, PrevBy: c, PrevDot: 1}
+	del := record.Record{Path: "x.txt", Type: record.File, Deleted: true, MTime: 3e18}.Replacing(&mid)
+	del.ModifiedBy, del.Dot = c, 3
+	del.Version = version.Vector{}.Update(c, 3)
+	if err := f.HandleIndex(pc, &protocol.Index{Folder: "f", IndexID: 1, Records: []record.Record{del}, Last: 2}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the copy to go, a's version to stay", func() bool {
+		b, _ := os.ReadFile(filepath.Join(root, "x.txt"))
+		return string(b) == "version of a\n" && copies() == 0
+	})
+}
+
 // TestCopyObsoleteBeforeItsCommitGoes: the record that replaces the
 // version a conflict copy keeps arrives while the copy is being made, after
 // it is on disk and before the index has it, so receiving it finds no copy

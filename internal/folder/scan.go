@@ -319,7 +319,7 @@ func (f *Folder) commitLocal(tx *index.Tx, cur record.Record) (bool, error) {
 	}
 	cur = cur.NewEvent(old.Version, f.meShort, uint64(f.opt.Now().Unix()))
 	if had && !old.Deleted {
-		cur.PrevBy, cur.PrevDot = old.ModifiedBy, old.Dot
+		cur = cur.Replacing(&old)
 	}
 	stored, err := tx.Put(cur)
 	if err != nil {
@@ -353,8 +353,8 @@ func (f *Folder) markDeleted(tx *index.Tx, rel string) (bool, error) {
 	}
 	now := f.opt.Now()
 	for _, r := range recs {
-		t := record.Record{Path: r.Path, Type: r.Type, Deleted: true, MTime: now.UnixNano(),
-			PrevBy: r.ModifiedBy, PrevDot: r.Dot}.NewEvent(r.Version, f.meShort, uint64(now.Unix()))
+		t := record.Record{Path: r.Path, Type: r.Type, Deleted: true, MTime: now.UnixNano()}.
+			Replacing(&r).NewEvent(r.Version, f.meShort, uint64(now.Unix()))
 		if _, err := tx.Put(t); err != nil {
 			return false, err
 		}

@@ -67,6 +67,11 @@ type Record struct {
 	// content was deleted or replaced by a change that saw it.
 	PrevBy  uint64 `cbor:"18,keyasint,omitempty"`
 	PrevDot uint64 `cbor:"19,keyasint,omitempty"`
+	// The dots the replaced content had itself replaced, newest first, at
+	// most MaxEarlier: a version can be replaced twice on one node before
+	// any peer hears of the middle one, and a copy of the first must still
+	// learn that a change saw it.
+	Earlier []Dot `cbor:"24,keyasint,omitempty"`
 	// For a conflict copy made by tandem, as long as nobody changed it:
 	// the path and the dot of the version whose content it keeps.
 	CopyOf  string `cbor:"15,keyasint,omitempty"`
@@ -76,11 +81,53 @@ type Record struct {
 	// of the same path that this version replaced has nothing left to keep.
 	CopyPrevBy  uint64 `cbor:"22,keyasint,omitempty"`
 	CopyPrevDot uint64 `cbor:"23,keyasint,omitempty"`
+	CopyEarlier []Dot  `cbor:"25,keyasint,omitempty"` // the kept version's Earlier
 
 	// Local stat cache: lets a scan skip unchanged files without rehashing.
 	// Never sent to peers.
 	Inode uint64 `cbor:"20,keyasint,omitempty"`
 	CTime int64  `cbor:"21,keyasint,omitempty"`
+}
+
+// Dot names one event: a node's short ID and its counter.
+type Dot struct {
+	_   struct{} `cbor:",toarray"`
+	By  uint64
+	Dot uint64
+}
+
+// MaxEarlier bounds Record.Earlier.
+const MaxEarlier = 4
+
+// Replacing returns r as the event that replaced old's live content: r's
+// Prev is old's dot, and Earlier carries old's own history on.
+func (r Record) Replacing(old *Record) Record {
+	r.PrevBy, r.PrevDot, r.Earlier = old.ModifiedBy, old.Dot, nil
+	if old.PrevDot != 0 {
+		r.Earlier = append([]Dot{{By: old.PrevBy, Dot: old.PrevDot}}, old.Earlier...)
+		if len(r.Earlier) > MaxEarlier {
+			r.Earlier = r.Earlier[:MaxEarlier]
+		}
+	}
+	return r
+}
+
+// replaced reports whether the event with prev and earlier replaced,
+// directly or through the versions it lists, the version with dot
+// (by, dot).
+func replaced(prevBy, prevDot uint64, earlier []Dot, by, dot uint64) bool {
+	if dot == 0 || prevDot == 0 {
+		return false
+	}
+	if prevBy == by && prevDot == dot {
+		return true
+	}
+	for _, e := range earlier {
+		if e.By == by && e.Dot == dot {
+			return true
+		}
+	}
+	return false
 }
 
 // SameContent reports whether a and b hold the same data: same existence,
@@ -137,7 +184,7 @@ func (r Record) NewEvent(prev version.Vector, me, now uint64) Record {
 // content, so the copy has nothing left to keep.
 func (cp *Record) CopyReplacedBy(r *Record) bool {
 	return cp.CopyOf != "" && !cp.Deleted && r.Path == cp.CopyOf &&
-		r.PrevDot != 0 && r.PrevBy == cp.CopyBy && r.PrevDot == cp.CopyDot
+		replaced(r.PrevBy, r.PrevDot, r.Earlier, cp.CopyBy, cp.CopyDot)
 }
 
 // CopySupersededBy reports whether cp, an unchanged conflict copy, keeps a
@@ -146,7 +193,7 @@ func (cp *Record) CopyReplacedBy(r *Record) bool {
 // of the original path tells any more that it saw cp's version.
 func (cp *Record) CopySupersededBy(sib *Record) bool {
 	return cp.CopyOf != "" && !cp.Deleted && sib.Path != cp.Path && sib.CopyOf == cp.CopyOf && !sib.Deleted &&
-		sib.CopyPrevDot != 0 && sib.CopyPrevBy == cp.CopyBy && sib.CopyPrevDot == cp.CopyDot
+		replaced(sib.CopyPrevBy, sib.CopyPrevDot, sib.CopyEarlier, cp.CopyBy, cp.CopyDot)
 }
 
 // Wire returns a copy without the local-only fields, for sending.
@@ -177,6 +224,9 @@ func (r *Record) Validate() error {
 		if err := ValidName(r.CopyOf); err != nil {
 			return fmt.Errorf("%q: copy of: %w", r.Path, err)
 		}
+	}
+	if len(r.Earlier) > MaxEarlier || len(r.CopyEarlier) > MaxEarlier {
+		return fmt.Errorf("%q: more than %d earlier versions", r.Path, MaxEarlier)
 	}
 	if r.Deleted {
 		return nil

@@ -68,3 +68,38 @@ func TestSameContentAndMeta(t *testing.T) {
 		t.Fatal("two deletions are the same content")
 	}
 }
+
+func TestReplacingCarriesABoundedHistory(t *testing.T) {
+	cur := Record{Path: "f", Type: File, ModifiedBy: 1, Dot: 1}
+	for i := uint64(2); i < 10; i++ {
+		next := Record{Path: "f", Type: File}.Replacing(&cur)
+		next.ModifiedBy, next.Dot = 1+i%2, i
+		if next.PrevBy != cur.ModifiedBy || next.PrevDot != cur.Dot {
+			t.Fatalf("event %d: prev %d/%d, want %d/%d", i, next.PrevBy, next.PrevDot, cur.ModifiedBy, cur.Dot)
+		}
+		if len(next.Earlier) > MaxEarlier {
+			t.Fatalf("event %d: %d earlier dots", i, len(next.Earlier))
+		}
+		// Every one of the last MaxEarlier+1 versions counts as replaced.
+		for back := uint64(1); back <= MaxEarlier+1 && back < i; back++ {
+			cp := Record{Path: "f.conflict-x", CopyOf: "f", CopyBy: 1 + (i-back)%2, CopyDot: i - back}
+			if i-back == 1 {
+				cp.CopyBy = 1
+			}
+			if !cp.CopyReplacedBy(&next) {
+				t.Fatalf("event %d does not replace version %d", i, i-back)
+			}
+		}
+		if i > MaxEarlier+2 {
+			old := Record{Path: "f.conflict-x", CopyOf: "f", CopyBy: 1 + (i-MaxEarlier-2)%2, CopyDot: i - MaxEarlier - 2}
+			if old.CopyReplacedBy(&next) {
+				t.Fatalf("event %d still lists version %d", i, i-MaxEarlier-2)
+			}
+		}
+		cur = next
+	}
+	bad := Record{Path: "f", Type: File, Version: version.Vector{}.Update(1, 1), ModifiedBy: 1, Dot: 1, Earlier: make([]Dot, MaxEarlier+1)}
+	if err := bad.Validate(); err == nil {
+		t.Fatal("a record with too long a history was accepted")
+	}
+}
