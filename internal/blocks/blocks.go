@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 
 	chunkers "github.com/PlakarKorp/go-cdc-chunkers"
@@ -27,7 +28,10 @@ const (
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 2*MaxSize); return &b }}
 
-// Hash reads r to the end and returns its blocks and total size.
+// Hash reads r to the end and returns its blocks and total size. Cutting
+// is sequential; from the second block on, blocks are hashed by a few
+// goroutines while the next ones are cut, so a large file is hashed at
+// the speed of the cores rather than of one.
 func Hash(r io.Reader) ([]record.Block, int64, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
@@ -37,19 +41,92 @@ func Hash(r io.Reader) ([]record.Block, int64, error) {
 	}
 	var out []record.Block
 	var total int64
+	var p *hasher
+	defer func() {
+		if p != nil {
+			p.finish()
+		}
+	}()
 	for {
 		c, err := ch.Next()
 		if len(c) > 0 {
-			out = append(out, record.Block{Hash: sha256.Sum256(c), Size: uint32(len(c))})
+			i := len(out)
+			out = append(out, record.Block{Size: uint32(len(c))})
 			total += int64(len(c))
+			if i == 0 {
+				out[0].Hash = sha256.Sum256(c) // most files are one block
+			} else {
+				if p == nil {
+					p = newHasher()
+				}
+				p.add(i, c)
+			}
 		}
 		if errors.Is(err, io.EOF) {
+			if p != nil {
+				for _, h := range p.finish() {
+					out[h.i].Hash = h.sum
+				}
+				p = nil
+			}
 			return out, total, nil
 		}
 		if err != nil {
 			return nil, 0, err
 		}
 	}
+}
+
+// hasher hashes copies of blocks in parallel.
+type hasher struct {
+	jobs chan hashJob
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	done []hashed
+}
+
+type hashJob struct {
+	i   int
+	buf *[]byte
+}
+
+type hashed struct {
+	i   int
+	sum [32]byte
+}
+
+var blockPool = sync.Pool{New: func() any { b := make([]byte, MaxSize); return &b }}
+
+func newHasher() *hasher {
+	n := min(runtime.GOMAXPROCS(0), 4)
+	p := &hasher{jobs: make(chan hashJob, 2*n)}
+	for range n {
+		p.wg.Go(func() {
+			for j := range p.jobs {
+				sum := sha256.Sum256(*j.buf)
+				*j.buf = (*j.buf)[:cap(*j.buf)]
+				blockPool.Put(j.buf)
+				p.mu.Lock()
+				p.done = append(p.done, hashed{j.i, sum})
+				p.mu.Unlock()
+			}
+		})
+	}
+	return p
+}
+
+// add queues a copy of block i (c is reused by the chunker).
+func (p *hasher) add(i int, c []byte) {
+	bp := blockPool.Get().(*[]byte)
+	*bp = append((*bp)[:0], c...)
+	p.jobs <- hashJob{i, bp}
+}
+
+// finish waits for every queued block and returns their hashes.
+func (p *hasher) finish() []hashed {
+	close(p.jobs)
+	p.wg.Wait()
+	return p.done
 }
 
 // Check reports whether data has hash h.
