@@ -195,9 +195,12 @@ func (c *Conn) Receive() (any, error) {
 var ErrClosed = errors.New("connection closed")
 
 // Compress sets the response's data to data, S2-compressed when that saves
-// at least 1/32 of it; incompressible data goes as it is.
+// at least 1/32 of it; incompressible data goes as it is. A large block is
+// first sampled at its start, middle and end; if none of them shrinks, it
+// is not compressed at all (already compressed media, archives, random
+// data: most of a large transfer).
 func (r *Response) Compress(data []byte) {
-	if len(data) >= 512 {
+	if len(data) >= 512 && (len(data) < 4*sampleSize || compressible(data)) {
 		c := s2.Encode(nil, data)
 		if len(c) < len(data)-len(data)/32 {
 			r.Data, r.Enc = c, EncS2
@@ -205,6 +208,21 @@ func (r *Response) Compress(data []byte) {
 		}
 	}
 	r.Data, r.Enc = data, EncRaw
+}
+
+const sampleSize = 8 << 10
+
+// compressible reports whether any of three samples of data shrinks by at
+// least 1/32 under S2 (an estimate that writes nothing).
+func compressible(data []byte) bool {
+	for _, at := range []int{0, len(data)/2 - sampleSize/2, len(data) - sampleSize} {
+		sample := data[at : at+sampleSize]
+		// -1: no improvement at all.
+		if est := s2.EstimateBlockSize(sample); est >= 0 && est < sampleSize-sampleSize/32 {
+			return true
+		}
+	}
+	return false
 }
 
 // Payload returns the response's data, decompressed; want is the size the

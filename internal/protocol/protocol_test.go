@@ -54,11 +54,16 @@ func TestCompression(t *testing.T) {
 	text := bytes.Repeat([]byte("compressible text "), 8000)
 	random := make([]byte, 128<<10)
 	rand.Read(random)
-	for name, data := range map[string][]byte{"text": text, "random": random} {
+	// Random but for a compressible tail: the samples find the tail.
+	tail := append(append([]byte(nil), random...), bytes.Repeat([]byte("tail "), 4000)...)
+	for name, data := range map[string][]byte{"text": text, "random": random, "tail": tail} {
 		var r Response
 		r.Compress(data)
 		if name == "text" && (r.Enc != EncS2 || len(r.Data) >= len(data)/4) {
 			t.Errorf("text: enc %d, %d -> %d bytes", r.Enc, len(data), len(r.Data))
+		}
+		if name == "tail" && (r.Enc != EncS2 || len(r.Data) > len(random)+len(random)/16) {
+			t.Errorf("tail: enc %d, %d -> %d bytes", r.Enc, len(data), len(r.Data))
 		}
 		if name == "random" && r.Enc != EncRaw {
 			t.Errorf("random data was sent compressed")
@@ -92,5 +97,15 @@ func TestGarbageFrames(t *testing.T) {
 		if m, err := c.Receive(); err == nil {
 			t.Errorf("% x decoded as %T", in, m)
 		}
+	}
+}
+
+func BenchmarkCompressRandom(b *testing.B) {
+	data := make([]byte, 128<<10)
+	rand.Read(data)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		var r Response
+		r.Compress(data)
 	}
 }
