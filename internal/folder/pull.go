@@ -673,7 +673,9 @@ func (f *Folder) placeOne(j *job) error {
 		}
 		return f.root.SetMeta(j.path, r, f.withOwner)
 	default:
-		if err := f.removeForType(j.item, r.Type); err != nil {
+		if err := f.removeForType(j.item, r.Type); errors.Is(err, errDirNotEmpty) {
+			return f.dirKeepsName(j)
+		} else if err != nil {
 			return err
 		}
 		if err := f.keepBeforeOverwrite(j.path); err != nil {
@@ -932,10 +934,85 @@ func (f *Folder) removeForType(it item, want record.Type) error {
 	}
 	if err := f.root.OS().Remove(it.path); err != nil {
 		if isNotEmpty(err) {
-			return errDefer
+			return errDirNotEmpty
 		}
 		return fmt.Errorf("replace %s: %w", f.root.Abs(it.path), err)
 	}
+	return nil
+}
+
+// errDirNotEmpty: a directory to be replaced by a file or link still has
+// entries.
+var errDirNotEmpty = errors.New("directory not empty")
+
+// dirKeepsName handles a remote file or symlink that replaced a directory
+// that still has entries here. If deletions below it are still queued, it
+// waits for them. Otherwise the entries are things the remote change never
+// saw: as in any file-versus-directory conflict, the directory keeps the
+// name (with a new version that supersedes the file) and the file goes to
+// a conflict copy, which the scan records as a new file.
+func (f *Folder) dirKeepsName(j *job) error {
+	pendingBelow := false
+	_ = f.idx.View(func(tx *index.Tx) error {
+		pendingBelow = tx.HasNeedPrefix(j.path + "/")
+		return nil
+	})
+	if pendingBelow {
+		return errDefer
+	}
+	st, ok, err := f.root.Lstat(j.path)
+	if err != nil || !ok || st.Type != record.Dir {
+		return errDefer
+	}
+	r := &j.r
+	name := ConflictName(j.path, time.Unix(0, r.MTime).UTC().Format(stampLayout), shortOf(r.ModifiedBy))
+	if held, err := f.holds(name, r); err != nil {
+		return err
+	} else if !held {
+		if err := f.root.CheckParents(name); err != nil {
+			return err
+		}
+		err := unix.Renameat2(unix.AT_FDCWD, j.tmp, unix.AT_FDCWD, f.root.Abs(name), unix.RENAME_NOREPLACE)
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
+			if _, lerr := f.root.OS().Lstat(name); errors.Is(lerr, fs.ErrNotExist) {
+				err = os.Rename(j.tmp, f.root.Abs(name))
+			} else {
+				err = unix.EEXIST
+			}
+		}
+		if errors.Is(err, unix.EEXIST) {
+			// Someone else's file already has the name; the scan of it
+			// comes first, then this is decided again.
+			f.requestScan([]string{name}, false)
+			return errDefer
+		}
+		if err != nil {
+			return fmt.Errorf("keep %s as a conflict copy: %w", f.root.Abs(j.path), err)
+		}
+		j.tmp = ""
+		f.requestScan([]string{name}, false)
+	}
+	f.requestScan([]string{j.path}, false)
+	err = f.idx.Update(func(tx *index.Tx) error {
+		cur, _, err := tx.Get(j.path)
+		if err != nil {
+			return err
+		}
+		keep := record.Record{Path: j.path, Type: record.Dir, Mode: st.Mode, MTime: st.MTime, UID: st.UID, GID: st.GID,
+			Inode: st.Inode, CTime: st.CTime}.NewEvent(cur.Version.Merge(r.Version), f.meShort, uint64(f.opt.Now().Unix()))
+		if _, err := tx.Put(keep); err != nil {
+			return err
+		}
+		return clearNeedIfDone(tx, j.path, &keep)
+	})
+	if err != nil {
+		return err
+	}
+	j.handled = true
+	f.stMu.Lock()
+	f.stats.Conflicts++
+	f.stMu.Unlock()
+	f.log.Warn("conflict: a remote file replaced a directory that holds entries it never saw; the directory stays, the file is kept as a copy", "path", j.path, "copy", name)
 	return nil
 }
 

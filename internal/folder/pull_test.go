@@ -279,6 +279,61 @@ func TestConflictCopyOfDeletedVersionGoes(t *testing.T) {
 	}
 }
 
+// TestFileOverDirectoryWithUnseenEntries: a peer deleted directory x
+// (having seen it) and created a file x, while an entry inside x was made
+// here that the peer never saw. The directory keeps the name, the file is
+// kept as a conflict copy, and the directory gets a version that
+// supersedes the file (before, the item waited forever for x to empty;
+// 2-node fault run, round 202).
+func TestFileOverDirectoryWithUnseenEntries(t *testing.T) {
+	peers := newFakePeers()
+	f, root := startFolder(t, peers)
+	if err := os.Mkdir(filepath.Join(root, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f.requestScan([]string{"x"}, false)
+	var dir record.Record
+	waitFor(t, "x recorded", func() bool {
+		r, ok, err := f.get("x")
+		dir = r
+		return err == nil && ok && r.Type == record.Dir
+	})
+	if err := os.WriteFile(filepath.Join(root, "x", "unseen.txt"), []byte("made here\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.requestScan([]string{"x/unseen.txt"}, false)
+	waitFor(t, "x/unseen.txt recorded", func() bool {
+		_, ok, err := f.get("x/unseen.txt")
+		return err == nil && ok
+	})
+	pa := identity.ID{0xa0}
+	a := pa.Short64()
+	file := remoteFile(peers, "x", "file of a\n", 0o644, a, 1)
+	file.MTime = 2e18
+	file.Version = dir.Version.Merge(file.Version) // saw the directory
+	file.PrevBy, file.PrevDot = dir.ModifiedBy, dir.Dot
+	if err := f.HandleIndex(pa, &protocol.Index{Folder: "f", IndexID: 1, Records: []record.Record{file}, Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	copyName := ConflictName("x", time.Unix(0, file.MTime).UTC().Format(stampLayout), shortOf(a))
+	waitFor(t, "x kept as a directory, the file as a copy, nothing needed", func() bool {
+		st, err := os.Lstat(filepath.Join(root, "x"))
+		if err != nil || !st.IsDir() {
+			return false
+		}
+		b, err := os.ReadFile(filepath.Join(root, copyName))
+		if err != nil || string(b) != "file of a\n" {
+			return false
+		}
+		if u, err := os.ReadFile(filepath.Join(root, "x", "unseen.txt")); err != nil || string(u) != "made here\n" {
+			return false
+		}
+		r, ok, err := f.get("x")
+		s := f.Status()
+		return err == nil && ok && r.Type == record.Dir && r.Version.Dominates(file.Version) && s.Needed == 0
+	})
+}
+
 // TestCopyOfVersionReplacedTwiceGoes: c's version of x.txt loses a
 // conflict here and is kept as a copy; c meanwhile overwrote it (a version
 // this node never hears of) and then deleted that. The delete names only
