@@ -50,7 +50,7 @@ func better(a, b *record.Record) bool {
 	if a.ModifiedBy == b.ModifiedBy && a.Dot == b.Dot && record.SameContent(a, b) {
 		return a.Version.Compare(b.Version) == version.Greater
 	}
-	aSawB, bSawA := Saw(a, b), Saw(b, a)
+	aSawB, bSawA := Covers(a, b), Covers(b, a)
 	switch {
 	case aSawB && !bSawA:
 		return true

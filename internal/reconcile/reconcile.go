@@ -83,6 +83,14 @@ func Saw(a, b *record.Record) bool {
 	return a.Version.Get(b.ModifiedBy) >= b.Dot
 }
 
+// Covers reports whether a's holder saw b's content: a's context holds
+// b's dot, or b is an unchanged conflict copy and a's event replaced
+// another node's copy of the same version under the same name (the copies
+// are separate events with the same content).
+func Covers(a, b *record.Record) bool {
+	return Saw(a, b) || a.ReplacedCopy(b)
+}
+
 // Decide compares the local record (nil if the path was never known here)
 // with a remote one for the same path.
 func Decide(local, remote *record.Record) Decision {
@@ -113,7 +121,7 @@ func Decide(local, remote *record.Record) Decision {
 	// so that both are kept and the nodes still agree. (Differences of
 	// metadata alone under one dot are the same event seen through
 	// filesystems that keep different precision or owners: kept as is.)
-	rSawL, lSawR := Saw(remote, local), Saw(local, remote)
+	rSawL, lSawR := Covers(remote, local), Covers(local, remote)
 	switch {
 	case sameDot:
 	case rSawL && !lSawR:

@@ -620,3 +620,38 @@ func TestDecideSymmetric(t *testing.T) {
 		}
 	}
 }
+
+// Nodes b and c both resolved one conflict and each kept the loser (c's
+// version 5 of f) as a copy under the same name: two events, one content.
+// A change of c's copy saw the content of b's too, so b takes the change
+// (and c keeps it when b's copy arrives) instead of keeping b's copy as a
+// conflict copy of a content c's user already replaced.
+func TestChangeOfOneCopyCoversTheOther(t *testing.T) {
+	const name = "f.conflict-20260101-000000-C"
+	copyOf := func(by uint64, dot uint64) record.Record {
+		return record.Record{Path: name, Type: record.File, Size: 7, Blocks: blocksOf(5), MTime: 10,
+			Version: vec(by, dot), ModifiedBy: by, Dot: dot, CopyOf: "f", CopyBy: idC, CopyDot: 5}
+	}
+	bCopy, cCopy := copyOf(idB, 1), copyOf(idC, 1)
+	edit := record.Record{Path: name, Type: record.File, Size: 8, Blocks: blocksOf(6), MTime: 5,
+		Version: vec(idC, 2), ModifiedBy: idC, Dot: 2}.Replacing(&cCopy)
+	edit.Version, edit.ModifiedBy, edit.Dot = vec(idC, 2), idC, 2
+	if d := Decide(&bCopy, &edit); d.Action != Take || d.Result.Dot != 2 || !d.Result.Version.Dominates(bCopy.Version) {
+		t.Fatalf("b with its copy, c's edit arrives: %v %+v", d.Action, d.Result)
+	}
+	if d := Decide(&edit, &bCopy); d.Action != Absorb || d.Result.Dot != 2 {
+		t.Fatalf("c with its edit, b's copy arrives: %v %+v", d.Action, d.Result)
+	}
+	// A copy of another version, or one changed by its node, stays a
+	// conflict.
+	other := bCopy
+	other.CopyDot = 4
+	if d := Decide(&other, &edit); d.Action != ConflictTake && d.Action != Nothing {
+		t.Fatalf("copy of another version: %v", d.Action)
+	}
+	changed := bCopy
+	changed.CopyOf, changed.CopyBy, changed.CopyDot = "", 0, 0
+	if d := Decide(&changed, &edit); d.Action == Take {
+		t.Fatalf("a changed copy was replaced by a change that never saw it")
+	}
+}

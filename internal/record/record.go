@@ -101,15 +101,36 @@ const MaxEarlier = 4
 
 // Replacing returns r as the event that replaced old's live content: r's
 // Prev is old's dot, and Earlier carries old's own history on.
+//
+// If old is an unchanged conflict copy, Earlier starts with the dot of the
+// version it kept: another node's copy of that version at the same name
+// is a separate event, yet the same content, and this change saw it too.
 func (r Record) Replacing(old *Record) Record {
 	r.PrevBy, r.PrevDot, r.Earlier = old.ModifiedBy, old.Dot, nil
+	if old.CopyOf != "" && old.CopyDot != 0 {
+		r.Earlier = append(r.Earlier, Dot{By: old.CopyBy, Dot: old.CopyDot})
+	}
 	if old.PrevDot != 0 {
-		r.Earlier = append([]Dot{{By: old.PrevBy, Dot: old.PrevDot}}, old.Earlier...)
-		if len(r.Earlier) > MaxEarlier {
-			r.Earlier = r.Earlier[:MaxEarlier]
-		}
+		r.Earlier = append(r.Earlier, Dot{By: old.PrevBy, Dot: old.PrevDot})
+	}
+	r.Earlier = append(r.Earlier, old.Earlier...)
+	if len(r.Earlier) > MaxEarlier {
+		r.Earlier = r.Earlier[:MaxEarlier]
+	}
+	if len(r.Earlier) == 0 {
+		r.Earlier = nil
 	}
 	return r
+}
+
+// ReplacedCopy reports whether r's event replaced a conflict copy of the
+// version that cp, an unchanged conflict copy at the same path, keeps:
+// two nodes that resolved one conflict each made a copy of the loser
+// under the same name, as separate events; a change to one of them saw
+// the content of both.
+func (r *Record) ReplacedCopy(cp *Record) bool {
+	return cp.CopyOf != "" && !cp.Deleted && cp.CopyDot != 0 && r.Path == cp.Path &&
+		replaced(r.PrevBy, r.PrevDot, r.Earlier, cp.CopyBy, cp.CopyDot)
 }
 
 // replaced reports whether the event with prev and earlier replaced,
