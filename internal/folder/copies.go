@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -126,7 +125,7 @@ func (f *Folder) copyLocal(rel, dst string, loc *record.Record) error {
 			return fmt.Errorf("keep conflict copy of %s: %w", f.root.Abs(rel), err)
 		}
 	case record.File:
-		in, err := f.root.OS().OpenFile(rel, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+		in, err := f.root.OpenRead(rel)
 		if err != nil {
 			return changed()
 		}

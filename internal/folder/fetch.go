@@ -189,7 +189,7 @@ func (f *Folder) localBlock(b record.Block) []byte {
 		if l.Size != b.Size {
 			continue
 		}
-		fh, err := f.root.OS().Open(l.Path)
+		fh, err := f.root.OpenRead(l.Path)
 		if err != nil {
 			continue
 		}

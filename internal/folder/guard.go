@@ -37,7 +37,7 @@ func (f *Folder) guardLocal(it item) (*guard, error) {
 	if it.local == nil || it.local.Deleted || it.local.Type != record.File {
 		return nil, nil
 	}
-	fd, err := f.root.OS().OpenFile(it.path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	fd, err := f.root.OpenRead(it.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
 			f.requestScan([]string{it.path}, false)

@@ -370,7 +370,7 @@ func (f *Folder) markDeleted(tx *index.Tx, rel string) (bool, error) {
 }
 
 func (f *Folder) hashFile(rel string) ([]record.Block, int64, error) {
-	fh, err := f.root.OS().Open(rel)
+	fh, err := f.root.OpenRead(rel)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -1,7 +1,8 @@
 // Package fsutil performs filesystem operations confined to one folder
 // root: names are validated, parent directories must be real directories
-// (never symlinks), and every call goes through os.Root so that nothing
-// can escape the folder.
+// (never symlinks), and every call goes through os.Root, or through
+// openat2 with RESOLVE_BENEATH and RESOLVE_NO_SYMLINKS where the kernel
+// has it, so that nothing can escape the folder.
 package fsutil
 
 import (
@@ -58,6 +59,12 @@ var ErrSymlinkParent = errors.New("a parent is not a directory")
 // real directory.
 func (r *Root) CheckParents(rel string) error {
 	if err := record.ValidName(rel); err != nil {
+		return err
+	}
+	if fd, _, err := r.openParent(rel); err != errSlow {
+		if err == nil && fd != r.fd {
+			unix.Close(fd)
+		}
 		return err
 	}
 	p := rel

@@ -1,6 +1,7 @@
 package fsutil
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -27,32 +28,15 @@ func (r *Root) StatPath(rel string) (Stat, bool, error) {
 	if err := record.ValidName(rel); err != nil {
 		return Stat{}, false, err
 	}
-	if noOpenat2.Load() {
+	dirfd, base, err := r.openParent(rel)
+	if err == errSlow {
 		return r.statSlow(rel)
 	}
-	dirfd := r.fd
-	dir, base := "", rel
-	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
-		dir, base = rel[:i], rel[i+1:]
+	if err != nil {
+		return Stat{}, false, err
 	}
-	if dir != "" {
-		fd, err := unix.Openat2(r.fd, dir, &unix.OpenHow{
-			Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
-			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-		})
-		switch {
-		case err == unix.ENOSYS || err == unix.EPERM:
-			noOpenat2.Store(true)
-			return r.statSlow(rel)
-		case err == unix.ENOENT:
-			return Stat{}, false, fmt.Errorf("%s: %w", dir, fs.ErrNotExist)
-		case err == unix.ELOOP || err == unix.ENOTDIR || err == unix.EXDEV:
-			return Stat{}, false, fmt.Errorf("%s: %w", dir, ErrSymlinkParent)
-		case err != nil:
-			return Stat{}, false, &fs.PathError{Op: "openat2", Path: dir, Err: err}
-		}
-		defer unix.Close(fd)
-		dirfd = fd
+	if dirfd != r.fd {
+		defer unix.Close(dirfd)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstatat(dirfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
@@ -63,6 +47,78 @@ func (r *Root) StatPath(rel string) (Stat, bool, error) {
 	}
 	s, ok := fromStat(&st)
 	return s, ok, nil
+}
+
+// errSlow: openat2 is not available; use the walk through os.Root.
+var errSlow = errors.New("openat2 unavailable")
+
+// openParent opens the parent directory of rel (a valid name) beneath the
+// root with openat2, refusing symlinks and anything outside the root on
+// the way, and returns it (the root's own descriptor for a top-level
+// name, which the caller must not close) and the last component. Errors
+// are those of CheckParents, or errSlow.
+func (r *Root) openParent(rel string) (int, string, error) {
+	if noOpenat2.Load() {
+		return -1, "", errSlow
+	}
+	dir, base := "", rel
+	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
+		dir, base = rel[:i], rel[i+1:]
+	}
+	if dir == "" {
+		return r.fd, base, nil
+	}
+	fd, err := unix.Openat2(r.fd, dir, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	switch {
+	case err == unix.ENOSYS || err == unix.EPERM:
+		noOpenat2.Store(true)
+		return -1, "", errSlow
+	case err == unix.ENOENT:
+		return -1, "", fmt.Errorf("%s: %w", dir, fs.ErrNotExist)
+	case err == unix.ELOOP || err == unix.ENOTDIR || err == unix.EXDEV:
+		return -1, "", fmt.Errorf("%s: %w", dir, ErrSymlinkParent)
+	case err != nil:
+		return -1, "", &fs.PathError{Op: "openat2", Path: dir, Err: err}
+	}
+	return fd, base, nil
+}
+
+// OpenRead opens the regular file or directory rel for reading, beneath
+// the root, through no symlink (the name itself included: ELOOP). With
+// openat2 it is one system call whatever the depth.
+func (r *Root) OpenRead(rel string) (*os.File, error) {
+	if err := record.ValidName(rel); err != nil {
+		return nil, err
+	}
+	if !noOpenat2.Load() {
+		fd, err := unix.Openat2(r.fd, rel, &unix.OpenHow{
+			Flags:   unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC,
+			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+		})
+		switch {
+		case err == nil:
+			return os.NewFile(uintptr(fd), r.Abs(rel)), nil
+		case err == unix.ENOSYS || err == unix.EPERM:
+			noOpenat2.Store(true)
+		case err == unix.ENOENT:
+			return nil, &fs.PathError{Op: "open", Path: rel, Err: fs.ErrNotExist}
+		default:
+			return nil, &fs.PathError{Op: "open", Path: rel, Err: err}
+		}
+	}
+	if err := r.CheckParents(rel); err != nil {
+		return nil, err
+	}
+	// os.Root resolves a symlink inside the root even with O_NOFOLLOW.
+	if fi, err := r.root.Lstat(rel); err != nil {
+		return nil, err
+	} else if fi.Mode()&fs.ModeSymlink != 0 {
+		return nil, &fs.PathError{Op: "open", Path: rel, Err: unix.ELOOP}
+	}
+	return r.root.OpenFile(rel, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 }
 
 func (r *Root) statSlow(rel string) (Stat, bool, error) {

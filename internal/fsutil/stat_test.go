@@ -2,6 +2,7 @@ package fsutil
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -69,6 +70,43 @@ func TestStatPath(t *testing.T) {
 		}
 		if _, _, err := r.StatPath("../escape"); err == nil {
 			t.Errorf("slow=%v: ../escape accepted", slow)
+		}
+		// CheckParents and OpenRead refuse the same parents; OpenRead
+		// also refuses a symlink at the name itself.
+		for _, tc := range cases {
+			perr := r.CheckParents(tc.rel)
+			if tc.wantErr == ErrSymlinkParent && !errors.Is(perr, ErrSymlinkParent) {
+				t.Errorf("slow=%v CheckParents(%s) = %v, want %v", slow, tc.rel, perr, ErrSymlinkParent)
+			}
+			if tc.wantErr == nil && perr != nil {
+				t.Errorf("slow=%v CheckParents(%s) = %v", slow, tc.rel, perr)
+			}
+			fh, err := r.OpenRead(tc.rel)
+			if fh != nil {
+				fh.Close()
+			}
+			switch {
+			case tc.wantErr != nil && err == nil:
+				t.Errorf("slow=%v OpenRead(%s) succeeded, want %v", slow, tc.rel, tc.wantErr)
+			case tc.wantErr == fs.ErrNotExist && !errors.Is(err, fs.ErrNotExist):
+				t.Errorf("slow=%v OpenRead(%s) = %v, want %v", slow, tc.rel, err, tc.wantErr)
+			case tc.wantErr == nil && tc.wantType == record.Symlink && err == nil:
+				t.Errorf("slow=%v OpenRead(%s) followed a symlink", slow, tc.rel)
+			case tc.wantErr == nil && tc.wantType != record.Symlink && err != nil:
+				t.Errorf("slow=%v OpenRead(%s) = %v", slow, tc.rel, err)
+			}
+		}
+		if fh, err := r.OpenRead("a/b/c/f.txt"); err != nil {
+			t.Errorf("slow=%v: %v", slow, err)
+		} else {
+			b, _ := io.ReadAll(fh)
+			fh.Close()
+			if string(b) != "hello" {
+				t.Errorf("slow=%v: read %q", slow, b)
+			}
+		}
+		if _, err := r.OpenRead("../escape"); err == nil {
+			t.Errorf("slow=%v: OpenRead ../escape accepted", slow)
 		}
 		if !slow && noOpenat2.Load() {
 			t.Logf("openat2 is not available here: only the fallback was tested")
