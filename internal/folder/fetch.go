@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -86,6 +87,7 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
+		written  atomic.Int64
 		mu       sync.Mutex
 		firstErr error
 		wg       sync.WaitGroup
@@ -136,6 +138,7 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 				fail(fmt.Errorf("write temporary file: %w", err))
 				return
 			}
+			kickWriteback(out, &written, len(data))
 			f.stMu.Lock()
 			f.stats.BytesFetched += uint64(len(data))
 			f.stMu.Unlock()
@@ -153,6 +156,21 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 	// Not fsynced here: placeBatch makes a whole batch durable at once.
 	ok = true
 	return name, nil
+}
+
+// writebackEvery is how much of a large file is written before the kernel
+// is asked to start writing it to disk.
+const writebackEvery = 8 << 20
+
+// kickWriteback starts the writeback of out's dirty pages (without waiting)
+// each time another writebackEvery bytes were written to it, so that the
+// syncfs before the file is placed finds most of a large file already on
+// disk instead of writing all of it then.
+func kickWriteback(out *os.File, written *atomic.Int64, n int) {
+	after := written.Add(int64(n))
+	if after/writebackEvery != (after-int64(n))/writebackEvery {
+		_ = unix.SyncFileRange(int(out.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+	}
 }
 
 // requestBlock asks src for a block, falling back to the other sources.
