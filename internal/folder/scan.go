@@ -126,21 +126,11 @@ func (f *Folder) scanDir(ctx context.Context, dir string, recursive bool, b *sca
 	if err := ctx.Err(); err != nil {
 		return nil
 	}
-	osDir := dir
-	if osDir == "" {
-		osDir = "."
-	}
-	d, err := f.root.OS().Open(osDir)
+	entries, err := f.root.ReadDirStat(dir)
 	if err != nil {
 		if dir == "" {
 			return fmt.Errorf("folder %q: read root: %w", f.cfg.ID, err)
 		}
-		f.setItemErr(dir, err)
-		return nil
-	}
-	entries, err := d.ReadDir(-1)
-	d.Close()
-	if err != nil {
 		// A partial listing must not turn into deletions.
 		f.setItemErr(dir, err)
 		return nil
@@ -156,10 +146,10 @@ func (f *Folder) scanDir(ctx context.Context, dir string, recursive bool, b *sca
 		return err
 	}
 	present := make(map[string]bool, len(entries))
-	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name })
 	var subdirs []string
 	for _, e := range entries {
-		n := e.Name()
+		n := e.Name
 		if dir == "" && n == record.MarkerDir {
 			continue
 		}
@@ -168,15 +158,14 @@ func (f *Folder) scanDir(ctx context.Context, dir string, recursive bool, b *sca
 		if record.ValidName(rel) != nil {
 			continue
 		}
-		fi, err := e.Info()
-		if err != nil {
-			if !errors.Is(err, fs.ErrNotExist) {
-				f.setItemErr(rel, err)
+		if e.Err != nil {
+			if !errors.Is(e.Err, fs.ErrNotExist) {
+				f.setItemErr(rel, e.Err)
 			}
 			continue
 		}
-		st, ok := fsutil.FromInfo(fi)
-		if !ok {
+		st := e.Stat
+		if !e.OK {
 			continue
 		}
 		old, had := known[n]

@@ -114,3 +114,50 @@ func TestStatPath(t *testing.T) {
 	}
 	noOpenat2.Store(false)
 }
+
+func TestReadDirStat(t *testing.T) {
+	dir := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(dir, "a/b"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "a/f.txt"), []byte("hello"), 0o640))
+	must(os.Symlink("b", filepath.Join(dir, "a/link")))
+	must(os.WriteFile(filepath.Join(dir, "top"), []byte("x"), 0o600))
+	r, err := Open(dir)
+	must(err)
+	defer r.Close()
+	for _, slow := range []bool{false, true} {
+		noOpenat2.Store(slow)
+		for _, d := range []string{"", "a"} {
+			es, err := r.ReadDirStat(d)
+			if err != nil {
+				t.Fatalf("slow=%v %q: %v", slow, d, err)
+			}
+			want, _ := os.ReadDir(filepath.Join(dir, d))
+			if len(es) != len(want) {
+				t.Fatalf("slow=%v %q: %d entries, want %d", slow, d, len(es), len(want))
+			}
+			for _, e := range es {
+				rel := e.Name
+				if d != "" {
+					rel = d + "/" + e.Name
+				}
+				st, ok, err := r.Lstat(rel)
+				if e.Err != nil || err != nil || e.OK != ok || e.Stat != st {
+					t.Errorf("slow=%v %s: %+v %v %v, Lstat %+v %v %v", slow, rel, e.Stat, e.OK, e.Err, st, ok, err)
+				}
+			}
+		}
+		if _, err := r.ReadDirStat("a/link"); err == nil {
+			t.Errorf("slow=%v: listed a directory through a symlink", slow)
+		}
+		if _, err := r.ReadDirStat("top"); err == nil {
+			t.Errorf("slow=%v: listed a file", slow)
+		}
+	}
+	noOpenat2.Store(false)
+}
