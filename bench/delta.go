@@ -103,6 +103,7 @@ func delta(t *tb, full bool) []row {
 	var rows []row
 	for _, st := range deltaSteps {
 		w0 := onWire()
+		quiesce()
 		start := time.Now()
 		rel := st.apply(t, a.Dir)
 		src, err := os.Stat(a.Path(rel))
@@ -116,6 +117,7 @@ func delta(t *tb, full bool) []row {
 		sent := onWire() - w0
 
 		st.apply(t, rsrc)
+		quiesce()
 		rstart := time.Now()
 		rbytes := rd.pushStats(t, rsrc, "-a", "--delete")
 		rd2 := time.Since(rstart)

@@ -56,6 +56,7 @@ func throughput(t *tb, label, prof string, make func(dir string)) row {
 	files, dirs, bytes := treeSize(src)
 
 	rd := startRsyncd(t)
+	quiesce()
 	rsyncTime := rd.push(t, src, "-a", "--whole-file")
 	if err := os.RemoveAll(rd.dest); err != nil { // free the space
 		t.Fatalf("%v", err)
@@ -67,6 +68,7 @@ func throughput(t *tb, label, prof string, make func(dir string)) row {
 	c.Start()
 	c.Connected(time.Minute)
 	w0 := onWire()
+	quiesce()
 	start := time.Now()
 	moveIn(t, src, a.Dir)
 	d := waitSynced(t, b, files+dirs, files, 30*time.Minute).Sub(start)

@@ -28,6 +28,7 @@ func rescan(t *tb, full bool) []row {
 
 	var findBest time.Duration
 	for i := range 3 {
+		quiesce()
 		start := time.Now()
 		out, err := exec.Command("find", nd.Dir, "-printf", `%s %T@\n`).Output()
 		d := time.Since(start)
@@ -44,6 +45,7 @@ func rescan(t *tb, full bool) []row {
 	var hashed uint64
 	var rss int64
 	for i := range 2 {
+		quiesce()
 		start := time.Now()
 		nd.Start()
 		st := scanned(t, nd, start, 30*time.Minute)

@@ -83,6 +83,7 @@ func smallFiles(t *tb, full bool) []row {
 	src := filepath.Join(t.TempDir(), "src")
 	bytes := makeSmallFiles(t, src, n, 1)
 	rd := startRsyncd(t)
+	quiesce()
 	rsyncTime := rd.push(t, src, "-a")
 
 	// tandem, files present on a when both nodes start.
@@ -95,6 +96,7 @@ func smallFiles(t *tb, full bool) []row {
 	if err := os.Rename(src, a.Dir); err != nil {
 		t.Fatalf("%v", err)
 	}
+	quiesce()
 	start := time.Now()
 	c.Start()
 	initial := waitSynced(t, b, n+200, n, 30*time.Minute).Sub(start)
@@ -107,6 +109,7 @@ func smallFiles(t *tb, full bool) []row {
 	onWire2 := c2.CountWire()
 	c2.Start()
 	c2.Connected(time.Minute)
+	quiesce()
 	start = time.Now()
 	makeSmallFiles(t, c2.Nodes[0].Dir, n, 2)
 	live := waitSynced(t, c2.Nodes[1], n+200, n, 30*time.Minute).Sub(start)
@@ -114,6 +117,7 @@ func smallFiles(t *tb, full bool) []row {
 	// rsync of the same amount, created then pushed.
 	src2 := filepath.Join(t.TempDir(), "src2")
 	rd.clear(t)
+	quiesce()
 	start = time.Now()
 	makeSmallFiles(t, src2, n, 2)
 	rd.push(t, src2, "-a")

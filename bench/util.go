@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"tandem/internal/cluster"
@@ -149,3 +150,7 @@ func kib(n uint64) string {
 func mbps(bytes int64, d time.Duration) string {
 	return fmt.Sprintf("%.0f MB/s", float64(bytes)/1e6/d.Seconds())
 }
+
+// quiesce writes out every dirty page before a timed phase starts, so
+// that no run pays for the writeback of what an earlier one wrote.
+func quiesce() { syscall.Sync() }
