@@ -56,7 +56,7 @@ func (f *Folder) tmpName() string {
 }
 
 // window is how many block requests may be in flight for one file.
-const window = 16
+const window = 32
 
 // fetchFile assembles the content of r in a temporary file under
 // .tandem/tmp: each block is copied from a local file that holds it (the

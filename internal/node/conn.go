@@ -131,6 +131,11 @@ func (c *conn) run(ctx context.Context) error {
 		c.close(err)
 		return fmt.Errorf("send hello: %w", err)
 	}
+	if theirs.Version != protocol.ProtocolVersion {
+		err := fmt.Errorf("peer %s speaks protocol version %d, this node %d: run the same tandem release on both", c.peer.Short(), theirs.Version, protocol.ProtocolVersion)
+		c.close(err)
+		return err
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for _, fh := range theirs.Folders {

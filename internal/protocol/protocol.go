@@ -1,6 +1,8 @@
 // Package protocol defines the messages tandem peers exchange and frames
 // them on a stream: a 4-byte big-endian length, a 1-byte type, then a CBOR
-// body. Every frame from a peer is bounded and validated before use.
+// body; a Response, which carries a block, has a small binary header
+// instead, followed by the block's bytes, so a block is not copied in and
+// out of CBOR. Every frame from a peer is bounded and validated before use.
 package protocol
 
 import (
@@ -84,8 +86,8 @@ type Response struct {
 // Ping keeps an idle connection alive.
 type Ping struct{}
 
-// ProtocolVersion is sent in Hello.
-const ProtocolVersion = 1
+// ProtocolVersion is sent in Hello; peers with another version are refused.
+const ProtocolVersion = 2
 
 var (
 	encMode, _ = cbor.EncOptions{}.EncMode()
@@ -128,6 +130,9 @@ func (c *Conn) Send(m any) error {
 	if err != nil {
 		return err
 	}
+	if r, ok := m.(*Response); ok {
+		return c.sendResponse(r)
+	}
 	body, err := encMode.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("protocol: encode %T: %w", m, err)
@@ -149,6 +154,57 @@ func (c *Conn) Send(m any) error {
 	return c.w.Flush()
 }
 
+// responseHeader is the size of a Response's binary header: ID (4 bytes),
+// encoding (1), length of the error text (2).
+const responseHeader = 7
+
+// sendResponse writes a Response: frame header, binary header, error
+// text, data.
+func (c *Conn) sendResponse(r *Response) error {
+	if len(r.Err) > 1<<15 {
+		r.Err = r.Err[:1<<15]
+	}
+	n := 1 + responseHeader + len(r.Err) + len(r.Data)
+	if n > MaxFrame {
+		return fmt.Errorf("protocol: response of %d bytes exceeds the frame limit", n)
+	}
+	var hdr [5 + responseHeader]byte
+	binary.BigEndian.PutUint32(hdr[:4], uint32(n))
+	hdr[4] = byte(TypeResponse)
+	binary.BigEndian.PutUint32(hdr[5:9], r.ID)
+	hdr[9] = r.Enc
+	binary.BigEndian.PutUint16(hdr[10:12], uint16(len(r.Err)))
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if _, err := c.w.Write(hdr[:]); err != nil {
+		return err
+	}
+	if _, err := c.w.WriteString(r.Err); err != nil {
+		return err
+	}
+	if _, err := c.w.Write(r.Data); err != nil {
+		return err
+	}
+	return c.w.Flush()
+}
+
+// decodeResponse parses a Response frame's body; Data aliases body.
+func decodeResponse(body []byte) (*Response, error) {
+	if len(body) < responseHeader {
+		return nil, fmt.Errorf("protocol: response of %d bytes is too short", len(body))
+	}
+	r := &Response{ID: binary.BigEndian.Uint32(body[0:4]), Enc: body[4]}
+	el := int(binary.BigEndian.Uint16(body[5:7]))
+	if responseHeader+el > len(body) {
+		return nil, fmt.Errorf("protocol: response error text overruns the frame")
+	}
+	r.Err = string(body[responseHeader : responseHeader+el])
+	if rest := body[responseHeader+el:]; len(rest) > 0 {
+		r.Data = rest
+	}
+	return r, nil
+}
+
 // Receive reads the next message: one of *Hello, *Index, *Request,
 // *Response, *Ping.
 func (c *Conn) Receive() (any, error) {
@@ -159,6 +215,14 @@ func (c *Conn) Receive() (any, error) {
 	n := binary.BigEndian.Uint32(hdr[:4])
 	if n == 0 || n > MaxFrame {
 		return nil, fmt.Errorf("protocol: frame length %d out of bounds", n)
+	}
+	if Type(hdr[4]) == TypeResponse {
+		// A fresh buffer: the block's data stays in it.
+		body := make([]byte, n-1)
+		if _, err := io.ReadFull(c.r, body); err != nil {
+			return nil, err
+		}
+		return decodeResponse(body)
 	}
 	if cap(c.buf) < int(n-1) {
 		c.buf = make([]byte, n-1)
@@ -175,8 +239,6 @@ func (c *Conn) Receive() (any, error) {
 		m = new(Index)
 	case TypeRequest:
 		m = new(Request)
-	case TypeResponse:
-		m = new(Response)
 	case TypePing:
 		m = new(Ping)
 	default:

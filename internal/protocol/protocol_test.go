@@ -7,6 +7,9 @@ import (
 	"net"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
 	"tandem/internal/record"
 	"tandem/internal/version"
 )
@@ -22,6 +25,9 @@ func TestRoundTrip(t *testing.T) {
 		&Index{Folder: "www", IndexID: 3, Last: 2, Records: []record.Record{{Path: "a/b", Type: record.File, Size: 1, Version: v, ModifiedBy: 7, Dot: 1, Blocks: []record.Block{{Size: 1}}}}},
 		&Request{ID: 1, Folder: "www", Path: "a/b", Size: 1},
 		&Response{ID: 1, Data: []byte("x")},
+		&Response{ID: 1<<32 - 1, Data: bytes.Repeat([]byte{7}, 128<<10), Enc: EncS2},
+		&Response{ID: 2, Err: "no such file"},
+		&Response{ID: 3},
 		&Ping{},
 	}
 	go func() {
@@ -38,6 +44,9 @@ func TestRoundTrip(t *testing.T) {
 		}
 		if gt, wt := typeOf(got); gt != mustType(t, want) || wt != nil {
 			t.Fatalf("got %T, want %T", got, want)
+		}
+		if diff := cmp.Diff(want, got, cmpopts.IgnoreUnexported(record.Block{})); diff != "" {
+			t.Errorf("%T changed on the way (-sent +received):\n%s", want, diff)
 		}
 	}
 }
@@ -87,11 +96,13 @@ type rw struct {
 
 func TestGarbageFrames(t *testing.T) {
 	for _, in := range [][]byte{
-		{0, 0, 0, 0},                              // zero length
-		{0xff, 0xff, 0xff, 0xff, 1},               // longer than MaxFrame
-		{0, 0, 0, 2, 99, 0},                       // unknown type
-		{0, 0, 0, 3, byte(TypeIndex), 0xff, 0xff}, // bad CBOR
-		{0, 0, 0, 9, byte(TypeIndex)},             // truncated
+		{0, 0, 0, 0},                                          // zero length
+		{0xff, 0xff, 0xff, 0xff, 1},                           // longer than MaxFrame
+		{0, 0, 0, 2, 99, 0},                                   // unknown type
+		{0, 0, 0, 3, byte(TypeIndex), 0xff, 0xff},             // bad CBOR
+		{0, 0, 0, 9, byte(TypeIndex)},                         // truncated
+		{0, 0, 0, 4, byte(TypeResponse), 0, 0, 1},             // response header cut short
+		{0, 0, 0, 8, byte(TypeResponse), 0, 0, 0, 1, 0, 0, 9}, // error text overruns the frame
 	} {
 		c := New(rw{bytes.NewReader(in), io.Discard})
 		if m, err := c.Receive(); err == nil {
