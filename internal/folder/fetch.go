@@ -102,11 +102,20 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 		}
 		mu.Unlock()
 	}
+	// Where local files hold the blocks, looked up in one read
+	// transaction rather than one per block.
+	local := make([][]index.BlockLoc, len(r.Blocks))
+	_ = f.idx.View(func(tx *index.Tx) error {
+		for i, b := range r.Blocks {
+			local[i] = tx.FindBlock(b.Hash, 4)
+		}
+		return nil
+	})
 	var off int64
 	for i, b := range r.Blocks {
 		at := off
 		off += int64(b.Size)
-		if data := f.localBlock(b); data != nil {
+		if data := f.readLocalBlock(b, local[i]); data != nil {
 			if _, err := out.WriteAt(data, at); err != nil {
 				return "", fmt.Errorf("write temporary file: %w", err)
 			}
@@ -196,13 +205,9 @@ func (f *Folder) requestBlock(ctx context.Context, src identity.ID, sources []id
 	return nil, lastErr
 }
 
-// localBlock returns the block's bytes if a local file holds it.
-func (f *Folder) localBlock(b record.Block) []byte {
-	var locs []index.BlockLoc
-	_ = f.idx.View(func(tx *index.Tx) error {
-		locs = tx.FindBlock(b.Hash, 4)
-		return nil
-	})
+// readLocalBlock returns the block's bytes if one of the local files the
+// index names still holds it.
+func (f *Folder) readLocalBlock(b record.Block, locs []index.BlockLoc) []byte {
 	for _, l := range locs {
 		if l.Size != b.Size {
 			continue
