@@ -274,6 +274,24 @@ func (n *Node) Kill() {
 	fmt.Fprintf(n.Log, "==== killed %s\n", time.Now().Format(time.RFC3339Nano))
 }
 
+// DumpGoroutines makes a running node print the stacks of all its
+// goroutines to its log (Go's SIGQUIT handler) and exit: for a node that
+// stopped answering.
+func (n *Node) DumpGoroutines() {
+	if n.Cmd == nil {
+		return
+	}
+	fmt.Fprintf(n.Log, "==== SIGQUIT for a goroutine dump %s\n", time.Now().Format(time.RFC3339Nano))
+	_ = n.Cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-n.exit:
+	case <-time.After(10 * time.Second):
+		_ = n.Cmd.Process.Signal(syscall.SIGKILL)
+		<-n.exit
+	}
+	n.Cmd = nil
+}
+
 // WaitExit waits up to timeout for the process to exit by itself (for
 // example at a crash point) and reports whether it did.
 func (n *Node) WaitExit(timeout time.Duration) bool {

@@ -1,6 +1,7 @@
 package fault
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -304,7 +305,7 @@ func nodeInSync(nd *cluster.Node, peers int) string {
 		return fmt.Sprintf("%s: status: %v %v: %s", nd.Name, err, jerr, out)
 	}
 	if len(st.Folders) == 0 {
-		return nd.Name + ": no folders"
+		return fmt.Sprintf("%s: no folders in its status (%v %s)", nd.Name, err, bytes.TrimSpace(out))
 	}
 	for _, f := range st.Folders {
 		if f.State != "idle" || f.Needed != 0 {
@@ -372,6 +373,14 @@ func settle(c *cluster.Cluster, fail func(string, ...any)) map[string]cluster.En
 		if time.Now().After(deadline) {
 			if why == "" {
 				why = "tree changed between the last two polls"
+			}
+			if strings.Contains(why, "status") || strings.Contains(why, "no folders") {
+				// A node that does not answer: its stacks tell why.
+				for _, nd := range c.Nodes {
+					if nodeInSync(nd, len(c.Nodes)-1) != "" {
+						nd.DumpGoroutines()
+					}
+				}
 			}
 			fail("cluster did not settle within %v: %s", settleTimeout, why)
 			return nil
