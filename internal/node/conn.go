@@ -83,9 +83,14 @@ func (c *conn) close(err error) {
 
 func (c *conn) unsent() map[string]uint64 {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := map[string]uint64{}
+	sent := make(map[string]*atomic.Uint64, len(c.sent))
 	for id, s := range c.sent {
+		sent[id] = s
+	}
+	c.mu.Unlock()
+	// The index is read without c.mu held (see Node.Status).
+	out := map[string]uint64{}
+	for id, s := range sent {
 		_, max := c.n.folders[id].LocalIndexID()
 		if v := s.Load(); max > v {
 			out[id] = max - v

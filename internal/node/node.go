@@ -107,6 +107,9 @@ func (n *Node) changedCh() <-chan struct{} {
 }
 
 // Connected reports whether peer has a live connection.
+//
+// Folders call it from inside index transactions, so n.mu must never be
+// held while anything reads or writes the index (see Status).
 func (n *Node) Connected(peer identity.ID) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -341,20 +344,31 @@ type PeerStatus struct {
 
 // Status returns the peers' status.
 func (n *Node) Status() []PeerStatus {
-	n.mu.Lock()
-	defer n.mu.Unlock()
 	var out []PeerStatus
+	var conns []*conn
+	n.mu.Lock()
 	for _, p := range n.opt.Peers {
 		st := n.state[p.ID]
 		ps := PeerStatus{ID: p.ID.String(), Address: p.Address, Connected: st.connected, LastError: st.lastErr}
 		if st.connected {
 			ps.Since = st.since
 		}
-		if c := n.conns[p.ID]; c != nil {
+		c := n.conns[p.ID]
+		if c != nil {
 			ps.BytesIn, ps.BytesOut = c.counter.in.Load(), c.counter.out.Load()
-			ps.Unsent = c.unsent()
 		}
 		out = append(out, ps)
+		conns = append(conns, c)
+	}
+	n.mu.Unlock()
+	// The index is read without n.mu held: a folder that asks whether a
+	// peer is connected from inside an index transaction would otherwise
+	// wait for n.mu while this waited for the index (bbolt lets no new
+	// reader in while a writer waits to grow the file): a deadlock.
+	for i, c := range conns {
+		if c != nil {
+			out[i].Unsent = c.unsent()
+		}
 	}
 	return out
 }
