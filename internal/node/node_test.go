@@ -3,11 +3,14 @@ package node
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,6 +26,13 @@ import (
 // server starts a node with one folder and returns it with the identity of
 // a configured peer that the test plays.
 func server(t *testing.T) (n *Node, dir string, peer *identity.Identity) {
+	t.Helper()
+	n, dir, peer, _ = serverIndex(t)
+	return n, dir, peer
+}
+
+// serverIndex is server that also returns the folder's index.
+func serverIndex(t *testing.T) (n *Node, dir string, peer *identity.Identity, fi *index.Folder) {
 	t.Helper()
 	base := t.TempDir()
 	me, err := identity.Generate(filepath.Join(base, "me"))
@@ -42,7 +52,7 @@ func server(t *testing.T) (n *Node, dir string, peer *identity.Identity) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	fi, err := db.Folder("f")
+	fi, err = db.Folder("f")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +72,7 @@ func server(t *testing.T) (n *Node, dir string, peer *identity.Identity) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return n, dir, peer
+	return n, dir, peer, fi
 }
 
 func dial(t *testing.T, n *Node, as *identity.Identity, expect identity.ID) (*protocol.Conn, net.Conn) {
@@ -196,4 +206,70 @@ func TestGarbageFromPeerClosesOnlyThatConnection(t *testing.T) {
 	if err == nil {
 		t.Fatal("an unconfigured node was accepted")
 	}
+}
+
+// waitForStack polls the goroutine stacks until one contains what.
+func waitForStack(t *testing.T, what string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(string(buf[:runtime.Stack(buf, true)]), what) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no goroutine reached %s", what)
+		}
+		time.Sleep(time.Millisecond) // poll interval
+	}
+}
+
+// TestStatusWhileTheIndexGrows: a folder asks Connected from inside an
+// index read transaction (the planner does). If Status held the node's
+// lock while it read the index, and a writer were waiting to grow the
+// index file (bbolt then lets no new reader in until the open ones end),
+// the three would wait for each other for good (3-node fault run, round
+// 1524).
+func TestStatusWhileTheIndexGrows(t *testing.T) {
+	n, _, peer, fi := serverIndex(t)
+	dial(t, n, peer, n.me)
+	deadline := time.Now().Add(10 * time.Second)
+	for !n.Connected(peer.ID) {
+		if time.Now().After(deadline) {
+			t.Fatal("the peer never connected")
+		}
+		time.Sleep(time.Millisecond) // poll interval
+	}
+	var wdone chan error
+	sdone := make(chan struct{})
+	err := fi.View(func(*index.Tx) error {
+		// A writer that must grow the file: it waits for this transaction.
+		wdone = make(chan error, 1)
+		go func() {
+			wdone <- fi.Update(func(tx *index.Tx) error {
+				for i := range 20000 {
+					if err := tx.SetNeed(fmt.Sprintf("grow/%06d/%s", i, strings.Repeat("x", 200))); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}()
+		waitForStack(t, "bbolt.(*DB).mmap(")
+		go func() { n.Status(); close(sdone) }()
+		waitForStack(t, "(*Folder).LocalIndexID(")
+		// Now, from inside this transaction, as the planner does.
+		asked := make(chan struct{})
+		go func() { n.Connected(peer.ID); close(asked) }()
+		select {
+		case <-asked:
+		case <-time.After(5 * time.Second):
+			t.Error("Connected blocked while Status waited to read the index: deadlock")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-wdone; err != nil {
+		t.Fatal(err)
+	}
+	<-sdone
 }
