@@ -1,13 +1,10 @@
 package fsutil
 
 import (
-	"fmt"
 	"io/fs"
 	"os"
 
 	"golang.org/x/sys/unix"
-
-	"tandem/internal/record"
 )
 
 // DirEntry is one entry of a directory listing with its lstat.
@@ -59,32 +56,5 @@ func (r *Root) openDir(rel string) (*os.File, error) {
 		}
 		return os.NewFile(uintptr(fd), r.Path), nil
 	}
-	if err := record.ValidName(rel); err != nil {
-		return nil, err
-	}
-	if !noOpenat2.Load() {
-		fd, err := unix.Openat2(r.fd, rel, &unix.OpenHow{
-			Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC,
-			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-		})
-		switch {
-		case err == nil:
-			return os.NewFile(uintptr(fd), r.Abs(rel)), nil
-		case err == unix.ENOSYS || err == unix.EPERM:
-			noOpenat2.Store(true)
-		case err == unix.ENOENT:
-			return nil, &fs.PathError{Op: "open", Path: rel, Err: fs.ErrNotExist}
-		default:
-			return nil, &fs.PathError{Op: "open", Path: rel, Err: err}
-		}
-	}
-	if err := r.CheckParents(rel); err != nil {
-		return nil, err
-	}
-	if fi, err := r.root.Lstat(rel); err != nil {
-		return nil, err
-	} else if !fi.IsDir() {
-		return nil, fmt.Errorf("%s: %w", rel, ErrSymlinkParent)
-	}
-	return r.root.Open(rel)
+	return r.openBeneath(rel, unix.O_RDONLY|unix.O_DIRECTORY)
 }

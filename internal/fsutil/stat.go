@@ -90,12 +90,20 @@ func (r *Root) openParent(rel string) (int, string, error) {
 // the root, through no symlink (the name itself included: ELOOP). With
 // openat2 it is one system call whatever the depth.
 func (r *Root) OpenRead(rel string) (*os.File, error) {
+	return r.openBeneath(rel, unix.O_RDONLY|unix.O_NONBLOCK)
+}
+
+// openBeneath opens rel with flags (O_NOFOLLOW and O_CLOEXEC added),
+// beneath the root and through no symlink: one openat2, or CheckParents,
+// an lstat and os.Root where openat2 is missing.
+func (r *Root) openBeneath(rel string, flags int) (*os.File, error) {
 	if err := record.ValidName(rel); err != nil {
 		return nil, err
 	}
+	flags |= unix.O_NOFOLLOW | unix.O_CLOEXEC
 	if !noOpenat2.Load() {
 		fd, err := unix.Openat2(r.fd, rel, &unix.OpenHow{
-			Flags:   unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC,
+			Flags:   uint64(flags),
 			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
 		})
 		switch {
@@ -118,7 +126,7 @@ func (r *Root) OpenRead(rel string) (*os.File, error) {
 	} else if fi.Mode()&fs.ModeSymlink != 0 {
 		return nil, &fs.PathError{Op: "open", Path: rel, Err: unix.ELOOP}
 	}
-	return r.root.OpenFile(rel, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	return r.root.OpenFile(rel, flags, 0)
 }
 
 func (r *Root) statSlow(rel string) (Stat, bool, error) {
