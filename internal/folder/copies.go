@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -166,12 +167,7 @@ func (f *Folder) copyLocal(rel, dst string, loc *record.Record) error {
 		os.Remove(tmp)
 		return fmt.Errorf("keep conflict copy of %s: %w", f.root.Abs(rel), err)
 	}
-	err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, f.root.Abs(dst), unix.RENAME_NOREPLACE)
-	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
-		// The filesystem cannot refuse; dst was free a moment ago.
-		err = os.Rename(tmp, f.root.Abs(dst))
-	}
-	if err != nil {
+	if err := f.moveToFreeName(tmp, dst); err != nil {
 		os.Remove(tmp)
 		if errors.Is(err, unix.EEXIST) {
 			return errDefer // the name was taken meanwhile: choose again
@@ -179,4 +175,18 @@ func (f *Folder) copyLocal(rel, dst string, loc *record.Record) error {
 		return fmt.Errorf("keep conflict copy of %s: %w", f.root.Abs(rel), err)
 	}
 	return nil
+}
+
+// moveToFreeName renames the temporary file abs to rel without replacing
+// anything there (unix.EEXIST if rel is taken). Where the filesystem
+// cannot refuse, rel is checked free just before a plain rename.
+func (f *Folder) moveToFreeName(abs, rel string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, abs, unix.AT_FDCWD, f.root.Abs(rel), unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
+		if _, lerr := f.root.OS().Lstat(rel); !errors.Is(lerr, fs.ErrNotExist) {
+			return unix.EEXIST
+		}
+		err = os.Rename(abs, f.root.Abs(rel))
+	}
+	return err
 }

@@ -877,20 +877,35 @@ func (f *Folder) removeForDelete(j *job) error {
 // Otherwise the entries are things the deleter never saw, so the
 // directory stays and gets a new version that supersedes the delete.
 func (f *Folder) dirNotEmpty(j *job) error {
-	pendingBelow := false
-	_ = f.idx.View(func(tx *index.Tx) error {
-		pendingBelow = tx.HasNeedPrefix(j.path + "/")
-		return nil
-	})
-	if pendingBelow {
+	if f.needsBelow(j.path) {
 		return errDefer
 	}
 	st, _, err := f.root.Lstat(j.path)
 	if err != nil {
 		return err
 	}
+	if err := f.keepDir(j, st); err != nil {
+		return err
+	}
+	f.log.Info("kept a directory deleted remotely: it holds entries the deleter never saw", "path", j.path)
+	return nil
+}
+
+// needsBelow reports whether work is queued for paths below dir.
+func (f *Folder) needsBelow(dir string) bool {
+	pending := false
+	_ = f.idx.View(func(tx *index.Tx) error {
+		pending = tx.HasNeedPrefix(dir + "/")
+		return nil
+	})
+	return pending
+}
+
+// keepDir records the directory at j.path (with stat st) as a new local
+// version that supersedes j's remote version, and marks j handled.
+func (f *Folder) keepDir(j *job, st fsutil.Stat) error {
 	f.requestScan([]string{j.path}, false)
-	err = f.idx.Update(func(tx *index.Tx) error {
+	err := f.idx.Update(func(tx *index.Tx) error {
 		cur, _, err := tx.Get(j.path)
 		if err != nil {
 			return err
@@ -904,7 +919,6 @@ func (f *Folder) dirNotEmpty(j *job) error {
 	})
 	if err == nil {
 		j.handled = true
-		f.log.Info("kept a directory deleted remotely: it holds entries the deleter never saw", "path", j.path)
 	}
 	return err
 }
@@ -952,12 +966,7 @@ var errDirNotEmpty = errors.New("directory not empty")
 // name (with a new version that supersedes the file) and the file goes to
 // a conflict copy, which the scan records as a new file.
 func (f *Folder) dirKeepsName(j *job) error {
-	pendingBelow := false
-	_ = f.idx.View(func(tx *index.Tx) error {
-		pendingBelow = tx.HasNeedPrefix(j.path + "/")
-		return nil
-	})
-	if pendingBelow {
+	if f.needsBelow(j.path) {
 		return errDefer
 	}
 	st, ok, err := f.root.Lstat(j.path)
@@ -972,14 +981,7 @@ func (f *Folder) dirKeepsName(j *job) error {
 		if err := f.root.CheckParents(name); err != nil {
 			return err
 		}
-		err := unix.Renameat2(unix.AT_FDCWD, j.tmp, unix.AT_FDCWD, f.root.Abs(name), unix.RENAME_NOREPLACE)
-		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
-			if _, lerr := f.root.OS().Lstat(name); errors.Is(lerr, fs.ErrNotExist) {
-				err = os.Rename(j.tmp, f.root.Abs(name))
-			} else {
-				err = unix.EEXIST
-			}
-		}
+		err := f.moveToFreeName(j.tmp, name)
 		if errors.Is(err, unix.EEXIST) {
 			// Someone else's file already has the name; the scan of it
 			// comes first, then this is decided again.
@@ -992,23 +994,9 @@ func (f *Folder) dirKeepsName(j *job) error {
 		j.tmp = ""
 		f.requestScan([]string{name}, false)
 	}
-	f.requestScan([]string{j.path}, false)
-	err = f.idx.Update(func(tx *index.Tx) error {
-		cur, _, err := tx.Get(j.path)
-		if err != nil {
-			return err
-		}
-		keep := record.Record{Path: j.path, Type: record.Dir, Mode: st.Mode, MTime: st.MTime, UID: st.UID, GID: st.GID,
-			Inode: st.Inode, CTime: st.CTime}.NewEvent(cur.Version.Merge(r.Version), f.meShort, uint64(f.opt.Now().Unix()))
-		if _, err := tx.Put(keep); err != nil {
-			return err
-		}
-		return clearNeedIfDone(tx, j.path, &keep)
-	})
-	if err != nil {
+	if err := f.keepDir(j, st); err != nil {
 		return err
 	}
-	j.handled = true
 	f.stMu.Lock()
 	f.stats.Conflicts++
 	f.stMu.Unlock()
