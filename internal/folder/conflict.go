@@ -56,3 +56,10 @@ func ParseConflict(rel string) (Conflict, bool) {
 	}
 	return Conflict{Path: rel, Original: orig, Time: t, Node: base[m[4]:m[5]]}, true
 }
+
+// countConflict counts one conflict in the folder's statistics.
+func (f *Folder) countConflict() {
+	f.stMu.Lock()
+	f.stats.Conflicts++
+	f.stMu.Unlock()
+}

@@ -97,9 +97,7 @@ func (f *Folder) release(g *guard, path string, atPath bool) {
 		f.log.Warn("a local write raced a remote delete; the file stays", "path", path)
 	} else {
 		f.log.Warn("a local write raced a remote change; kept it as a conflict copy", "path", path, "copy", name)
-		f.stMu.Lock()
-		f.stats.Conflicts++
-		f.stMu.Unlock()
+		f.countConflict()
 	}
 	f.requestScan([]string{name}, false)
 }

@@ -324,12 +324,8 @@ type job struct {
 	tmp string        // prepared temporary file or link, if any
 	// set while placing:
 	copy    *record.Record // the conflict copy made of the local version, to be recorded with r
-	st      fsutil.Stat    // the path's stat right after it was placed (if statted)
-	statted bool           // st was taken; stErr tells whether it exists
-	stErr   error
-	stOK    bool
-	placed  bool // the filesystem now matches r
-	handled bool // committed by its own path (directory kept alive)
+	after   *placedStat    // the path's lstat right after it was placed, if it was
+	handled bool           // committed by its own path (directory kept alive)
 	err     error
 }
 
@@ -520,10 +516,11 @@ func (f *Folder) placeLocked(jobs []*job) error {
 			}
 			r := j.r
 			if !r.Deleted {
-				st, ok, err := j.st, j.stOK, j.stErr
-				if !j.statted {
-					st, ok, err = f.root.StatPath(j.path)
+				ps := j.after
+				if ps == nil {
+					ps = f.statPlaced(j.path)
 				}
+				st, ok, err := ps.st, ps.ok, ps.err
 				// Cache the stat only if it shows what was placed: a
 				// local write right after the rename must not be taken
 				// for the remote version; without a cache the next scan
@@ -615,9 +612,20 @@ func (f *Folder) placeAll(jobs []*job) {
 func (f *Folder) placeAndStat(j *job) {
 	j.err = f.placeOne(j)
 	if j.err == nil && !j.handled && !j.r.Deleted {
-		j.st, j.stOK, j.stErr = f.root.StatPath(j.path)
-		j.statted = true
+		j.after = f.statPlaced(j.path)
 	}
+}
+
+func (f *Folder) statPlaced(rel string) *placedStat {
+	st, ok, err := f.root.StatPath(rel)
+	return &placedStat{st, ok, err}
+}
+
+// placedStat is the result of StatPath on a path just placed.
+type placedStat struct {
+	st  fsutil.Stat
+	ok  bool
+	err error
 }
 
 // placeOne makes the disk match j.r. Caller holds f.mu.
@@ -731,9 +739,7 @@ func (f *Folder) keepConflictCopy(j *job) error {
 		// instead of becoming a copy: placing the winner replaces it,
 		// keeping it in the trash first like any overwrite.
 		f.log.Warn("conflict: concurrent versions; the older one goes to the trash (conflict = newest-wins)", "path", it.path)
-		f.stMu.Lock()
-		f.stats.Conflicts++
-		f.stMu.Unlock()
+		f.countConflict()
 		return nil
 	}
 	stamp := time.Unix(0, loc.MTime).UTC().Format(stampLayout)
@@ -779,9 +785,7 @@ func (f *Folder) keepConflictCopy(j *job) error {
 		return errDefer
 	}
 	j.local = &loc
-	f.stMu.Lock()
-	f.stats.Conflicts++
-	f.stMu.Unlock()
+	f.countConflict()
 	f.log.Warn("conflict: concurrent versions; keeping the local one as a copy", "path", it.path, "copy", name)
 	cp := loc
 	cp.Path, cp.Seq = name, 0
@@ -997,9 +1001,7 @@ func (f *Folder) dirKeepsName(j *job) error {
 	if err := f.keepDir(j, st); err != nil {
 		return err
 	}
-	f.stMu.Lock()
-	f.stats.Conflicts++
-	f.stMu.Unlock()
+	f.countConflict()
 	f.log.Warn("conflict: a remote file replaced a directory that holds entries it never saw; the directory stays, the file is kept as a copy", "path", j.path, "copy", name)
 	return nil
 }
