@@ -212,6 +212,70 @@ func TestLocalWriteRacingRemoteChangeIsKept(t *testing.T) {
 	}
 }
 
+// copyScene is a folder holding node c's version of x.txt (mtime 1e18),
+// with node a's newer version (va, mtime 2e18) ready to win the conflict
+// over it: c's version then becomes a conflict copy here.
+type copyScene struct {
+	f      *Folder
+	root   string
+	pc, pa identity.ID
+	c, a   uint64
+	va     record.Record
+}
+
+func newCopyScene(t *testing.T) *copyScene {
+	t.Helper()
+	peers := newFakePeers()
+	f, root := startFolder(t, peers)
+	s := &copyScene{f: f, root: root, pc: identity.ID{0xc0}, pa: identity.ID{0xa0}}
+	s.c, s.a = s.pc.Short64(), s.pa.Short64()
+	vc := remoteFile(peers, "x.txt", "version of c\n", 0o644, s.c, 1)
+	vc.MTime = 1e18
+	s.send(t, s.pc, 1, 1, vc)
+	waitFor(t, "c's version", func() bool { return s.read("x.txt") == "version of c\n" })
+	s.va = remoteFile(peers, "x.txt", "version of a\n", 0o644, s.a, 1)
+	s.va.MTime = 2e18 // newer: wins
+	return s
+}
+
+// send delivers records as peer's index message.
+func (s *copyScene) send(t *testing.T, peer identity.ID, indexID, last uint64, recs ...record.Record) {
+	t.Helper()
+	if err := s.f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: indexID, Records: recs, Last: last}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sendA delivers a's winning version.
+func (s *copyScene) sendA(t *testing.T) { t.Helper(); s.send(t, s.pa, 2, 1, s.va) }
+
+func (s *copyScene) read(name string) string {
+	b, _ := os.ReadFile(filepath.Join(s.root, name))
+	return string(b)
+}
+
+// copies lists the conflict copies of x.txt.
+func (s *copyScene) copies() []string {
+	ms, _ := filepath.Glob(filepath.Join(s.root, "x.conflict-*"))
+	return ms
+}
+
+// waitCopy waits for a's version at the name and one copy of c's.
+func (s *copyScene) waitCopy(t *testing.T) {
+	t.Helper()
+	waitFor(t, "a's version and a copy of c's", func() bool {
+		return s.read("x.txt") == "version of a\n" && len(s.copies()) == 1
+	})
+}
+
+// waitCopyGone waits for the copy to go and a's version to stay.
+func (s *copyScene) waitCopyGone(t *testing.T) {
+	t.Helper()
+	waitFor(t, "the copy to go, a's version to stay", func() bool {
+		return s.read("x.txt") == "version of a\n" && len(s.copies()) == 0
+	})
+}
+
 // TestConflictCopyOfDeletedVersionGoes: node c's version of x.txt loses a
 // conflict here and is kept as a copy; then c's delete of x.txt arrives,
 // made while c still held that version (the delete replaced it). The copy
@@ -220,59 +284,26 @@ func TestLocalWriteRacingRemoteChangeIsKept(t *testing.T) {
 func TestConflictCopyOfDeletedVersionGoes(t *testing.T) {
 	for _, replacedLoser := range []bool{true, false} {
 		t.Run(map[bool]string{true: "delete of the kept version", false: "delete of the winner"}[replacedLoser], func(t *testing.T) {
-			peers := newFakePeers()
-			f, root := startFolder(t, peers)
-			pc, pa := identity.ID{0xc0}, identity.ID{0xa0}
-			c, a := pc.Short64(), pa.Short64()
-			vc := remoteFile(peers, "x.txt", "version of c\n", 0o644, c, 1)
-			vc.MTime = 1e18
-			if err := f.HandleIndex(pc, &protocol.Index{Folder: "f", IndexID: 1, Records: []record.Record{vc}, Last: 1}); err != nil {
-				t.Fatal(err)
-			}
-			waitFor(t, "c's version", func() bool {
-				b, _ := os.ReadFile(filepath.Join(root, "x.txt"))
-				return string(b) == "version of c\n"
-			})
-			va := remoteFile(peers, "x.txt", "version of a\n", 0o644, a, 1)
-			va.MTime = 2e18 // newer: wins
-			if err := f.HandleIndex(pa, &protocol.Index{Folder: "f", IndexID: 2, Records: []record.Record{va}, Last: 1}); err != nil {
-				t.Fatal(err)
-			}
-			copies := func() []string {
-				es, _ := os.ReadDir(root)
-				var out []string
-				for _, e := range es {
-					if strings.Contains(e.Name(), ".conflict-") {
-						out = append(out, e.Name())
-					}
-				}
-				return out
-			}
-			waitFor(t, "a's version and a copy of c's", func() bool {
-				b, _ := os.ReadFile(filepath.Join(root, "x.txt"))
-				return string(b) == "version of a\n" && len(copies()) == 1
-			})
+			s := newCopyScene(t)
+			s.sendA(t)
+			s.waitCopy(t)
+			c, a := s.c, s.a
 			del := record.Record{Path: "x.txt", Type: record.File, Deleted: true, MTime: 3e18, ModifiedBy: c, Dot: 2,
 				Version: version.Vector{}.Update(c, 0).Update(c, 0), PrevBy: c, PrevDot: 1}
 			if !replacedLoser {
-				del.Version = del.Version.Merge(va.Version)
+				del.Version = del.Version.Merge(s.va.Version)
 				del.PrevBy, del.PrevDot = a, 1
 			}
-			if err := f.HandleIndex(pc, &protocol.Index{Folder: "f", IndexID: 1, Records: []record.Record{del}, Last: 2}); err != nil {
-				t.Fatal(err)
-			}
+			s.send(t, s.pc, 1, 2, del)
 			if replacedLoser {
-				waitFor(t, "the copy to go, a's version to stay", func() bool {
-					b, _ := os.ReadFile(filepath.Join(root, "x.txt"))
-					return string(b) == "version of a\n" && len(copies()) == 0
-				})
+				s.waitCopyGone(t)
 				return
 			}
 			waitFor(t, "x.txt to be deleted", func() bool {
-				_, err := os.Lstat(filepath.Join(root, "x.txt"))
+				_, err := os.Lstat(filepath.Join(s.root, "x.txt"))
 				return os.IsNotExist(err)
 			})
-			if cs := copies(); len(cs) != 1 {
+			if cs := s.copies(); len(cs) != 1 {
 				t.Fatalf("copies %v, want the copy of c's version to stay", cs)
 			}
 		})
@@ -340,45 +371,18 @@ func TestFileOverDirectoryWithUnseenEntries(t *testing.T) {
 // the middle version as replaced, and the one before it in Earlier: the
 // copy must go (3-node fault run, round 1976).
 func TestCopyOfVersionReplacedTwiceGoes(t *testing.T) {
-	peers := newFakePeers()
-	f, root := startFolder(t, peers)
-	pc, pa := identity.ID{0xc0}, identity.ID{0xa0}
-	c, a := pc.Short64(), pa.Short64()
-	vc := remoteFile(peers, "x.txt", "version of c\n", 0o644, c, 1)
-	vc.MTime = 1e18
-	if err := f.HandleIndex(pc, &protocol.Index{Folder: "f", IndexID: 1, Records: []record.Record{vc}, Last: 1}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "c's version", func() bool {
-		b, _ := os.ReadFile(filepath.Join(root, "x.txt"))
-		return string(b) == "version of c\n"
-	})
-	va := remoteFile(peers, "x.txt", "version of a\n", 0o644, a, 1)
-	va.MTime = 2e18 // newer: wins
-	if err := f.HandleIndex(pa, &protocol.Index{Folder: "f", IndexID: 2, Records: []record.Record{va}, Last: 1}); err != nil {
-		t.Fatal(err)
-	}
-	copies := func() int {
-		ms, _ := filepath.Glob(filepath.Join(root, "x.conflict-*"))
-		return len(ms)
-	}
-	waitFor(t, "a's version and a copy of c's", func() bool {
-		b, _ := os.ReadFile(filepath.Join(root, "x.txt"))
-		return string(b) == "version of a\n" && copies() == 1
-	})
+	s := newCopyScene(t)
+	s.sendA(t)
+	s.waitCopy(t)
 	// c's second version (dot 2, replacing dot 1) was never sent; its
 	// delete (dot 3) replaced dot 2.
+	c := s.c
 	mid := record.Record{Path: "x.txt", Type: record.File, ModifiedBy: c, Dot: 2, PrevBy: c, PrevDot: 1}
 	del := record.Record{Path: "x.txt", Type: record.File, Deleted: true, MTime: 3e18}.Replacing(&mid)
 	del.ModifiedBy, del.Dot = c, 3
 	del.Version = version.Vector{}.Update(c, 3)
-	if err := f.HandleIndex(pc, &protocol.Index{Folder: "f", IndexID: 1, Records: []record.Record{del}, Last: 2}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the copy to go, a's version to stay", func() bool {
-		b, _ := os.ReadFile(filepath.Join(root, "x.txt"))
-		return string(b) == "version of a\n" && copies() == 0
-	})
+	s.send(t, s.pc, 1, 2, del)
+	s.waitCopyGone(t)
 }
 
 // TestCopyObsoleteBeforeItsCommitGoes: the record that replaces the
@@ -387,19 +391,8 @@ func TestCopyOfVersionReplacedTwiceGoes(t *testing.T) {
 // to flag. Recording the copy must find it obsolete; otherwise the copy of
 // a deleted version stays for good (3-node fault run).
 func TestCopyObsoleteBeforeItsCommitGoes(t *testing.T) {
-	peers := newFakePeers()
-	f, root := startFolder(t, peers)
-	pc, pa := identity.ID{0xc0}, identity.ID{0xa0}
-	c, a := pc.Short64(), pa.Short64()
-	vc := remoteFile(peers, "x.txt", "version of c\n", 0o644, c, 1)
-	vc.MTime = 1e18
-	if err := f.HandleIndex(pc, &protocol.Index{Folder: "f", IndexID: 1, Records: []record.Record{vc}, Last: 1}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "c's version", func() bool {
-		b, _ := os.ReadFile(filepath.Join(root, "x.txt"))
-		return string(b) == "version of c\n"
-	})
+	s := newCopyScene(t)
+	c := s.c
 	del := record.Record{Path: "x.txt", Type: record.File, Deleted: true, MTime: 3e18, ModifiedBy: c, Dot: 2,
 		Version: version.Vector{}.Update(c, 0).Update(c, 0), PrevBy: c, PrevDot: 1}
 	var once sync.Once
@@ -409,15 +402,11 @@ func TestCopyObsoleteBeforeItsCommitGoes(t *testing.T) {
 			return
 		}
 		once.Do(func() {
-			delivered <- f.HandleIndex(pc, &protocol.Index{Folder: "f", IndexID: 1, Records: []record.Record{del}, Last: 2})
+			delivered <- s.f.HandleIndex(s.pc, &protocol.Index{Folder: "f", IndexID: 1, Records: []record.Record{del}, Last: 2})
 		})
 	}
-	f.testHook.Store(&hook)
-	va := remoteFile(peers, "x.txt", "version of a\n", 0o644, a, 1)
-	va.MTime = 2e18 // newer: wins, c's version becomes a copy
-	if err := f.HandleIndex(pa, &protocol.Index{Folder: "f", IndexID: 2, Records: []record.Record{va}, Last: 1}); err != nil {
-		t.Fatal(err)
-	}
+	s.f.testHook.Store(&hook)
+	s.sendA(t) // c's version becomes a copy
 	select {
 	case err := <-delivered:
 		if err != nil {
@@ -426,16 +415,7 @@ func TestCopyObsoleteBeforeItsCommitGoes(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a's version was never placed")
 	}
-	waitFor(t, "the copy to go, a's version to stay", func() bool {
-		es, _ := os.ReadDir(root)
-		for _, e := range es {
-			if strings.Contains(e.Name(), ".conflict-") {
-				return false
-			}
-		}
-		b, _ := os.ReadFile(filepath.Join(root, "x.txt"))
-		return string(b) == "version of a\n"
-	})
+	s.waitCopyGone(t)
 }
 
 // TestWriteToNewCopyStaysThere: a conflict copy is a file of its own from
@@ -443,19 +423,8 @@ func TestCopyObsoleteBeforeItsCommitGoes(t *testing.T) {
 // original name must not show at the name (a hard-linked copy shared the
 // inode until then; 3-node fault run).
 func TestWriteToNewCopyStaysThere(t *testing.T) {
-	peers := newFakePeers()
-	f, root := startFolder(t, peers)
-	pc, pa := identity.ID{0xc0}, identity.ID{0xa0}
-	c, a := pc.Short64(), pa.Short64()
-	vc := remoteFile(peers, "x.txt", "version of c\n", 0o644, c, 1)
-	vc.MTime = 1e18
-	if err := f.HandleIndex(pc, &protocol.Index{Folder: "f", IndexID: 1, Records: []record.Record{vc}, Last: 1}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "c's version", func() bool {
-		b, _ := os.ReadFile(filepath.Join(root, "x.txt"))
-		return string(b) == "version of c\n"
-	})
+	s := newCopyScene(t)
+	f, root := s.f, s.root
 	var once sync.Once
 	wrote := make(chan error, 1)
 	hook := func(point string) {
@@ -463,7 +432,7 @@ func TestWriteToNewCopyStaysThere(t *testing.T) {
 			return
 		}
 		once.Do(func() {
-			ms, _ := filepath.Glob(filepath.Join(root, "x.conflict-*"))
+			ms := s.copies()
 			if len(ms) != 1 {
 				wrote <- fmt.Errorf("copies %v, want one", ms)
 				return
@@ -477,11 +446,7 @@ func TestWriteToNewCopyStaysThere(t *testing.T) {
 		})
 	}
 	f.testHook.Store(&hook)
-	va := remoteFile(peers, "x.txt", "version of a\n", 0o644, a, 1)
-	va.MTime = 2e18 // newer: wins, c's version becomes a copy
-	if err := f.HandleIndex(pa, &protocol.Index{Folder: "f", IndexID: 2, Records: []record.Record{va}, Last: 1}); err != nil {
-		t.Fatal(err)
-	}
+	s.sendA(t) // c's version becomes a copy
 	select {
 	case err := <-wrote:
 		if err != nil {
@@ -514,7 +479,7 @@ func TestWriteToNewCopyStaysThere(t *testing.T) {
 	})
 	// The edit is recorded as a local change of the copy, which makes it
 	// an ordinary file.
-	ms, _ := filepath.Glob(filepath.Join(root, "x.conflict-*"))
+	ms := s.copies()
 	if len(ms) != 1 {
 		t.Fatalf("copies %v", ms)
 	}
