@@ -90,6 +90,7 @@ func main() {
 	only := flag.String("case", "", "run only this case ("+names()+")")
 	full := flag.Bool("full", false, "full-size runs (default: reduced sizes)")
 	flag.StringVar(&profileDir, "cpuprofile", "", "write a CPU profile of every tandem node to this directory")
+	flag.BoolVar(&showProgress, "progress", false, "print every node's indexed and needed counts every 100 ms (diagnosis; the polling costs a little CPU)")
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "tandem-bench-bin-")
 	if err != nil {
@@ -157,7 +158,10 @@ func runCase(c benchCase, full bool) (rows []row, err error) {
 	return c.run(t, full), nil
 }
 
-var profileDir string
+var (
+	profileDir   string
+	showProgress bool
+)
 
 // newCluster is cluster.New for benchmarks: nodes log at info level, as in
 // production, and with -cpuprofile each writes a CPU profile, stopped
@@ -165,6 +169,9 @@ var profileDir string
 func newCluster(t *tb, n int, label string) *cluster.Cluster {
 	c := cluster.New(t, n)
 	c.LogLevel = "info"
+	if showProgress {
+		progress(t, c, label)
+	}
 	if profileDir != "" {
 		for _, nd := range c.Nodes {
 			nd.Env = append(nd.Env, "TANDEM_CPUPROFILE="+filepath.Join(profileDir, label+"-"+nd.Name+".prof"))

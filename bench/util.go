@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -154,3 +156,64 @@ func mbps(bytes int64, d time.Duration) string {
 // quiesce writes out every dirty page before a timed phase starts, so
 // that no run pays for the writeback of what an earlier one wrote.
 func quiesce() { syscall.Sync() }
+
+// progress prints, every 100 ms until the case ends, each running node's
+// indexed and needed counts and what its folder has hashed, fetched and
+// applied, to see which side of a transfer is the bottleneck.
+func progress(t *tb, c *cluster.Cluster, label string) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	t.Cleanup(func() { close(stop); <-done })
+	go func() {
+		defer close(done)
+		start := time.Now()
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		busy0, all0 := cpuTimes()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			busy, all := cpuTimes()
+			pct := 0.0
+			if all > all0 {
+				pct = 100 * float64(busy-busy0) / float64(all-all0)
+			}
+			busy0, all0 = busy, all
+			line := fmt.Sprintf("%s %6.2fs cpu %3.0f%%", label, time.Since(start).Seconds(), pct)
+			for _, nd := range c.Nodes {
+				if !nd.Running() {
+					continue
+				}
+				var st daemon.Status
+				if err := daemon.QueryStatus(context.Background(), nd.Home, &st); err != nil || len(st.Folders) == 0 {
+					continue
+				}
+				f := st.Folders[0]
+				line += fmt.Sprintf("  %s: files %d needed %d hashed %d fetched %s applied %d", nd.Name, f.Files, f.Needed, f.Stats.FilesHashed, mib(int64(f.Stats.BytesFetched)), f.Stats.FilesApplied)
+			}
+			fmt.Fprintln(os.Stderr, line)
+		}
+	}()
+}
+
+// cpuTimes returns the machine's busy and total CPU time from /proc/stat,
+// in clock ticks (iowait counts as idle).
+func cpuTimes() (busy, all uint64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseUint(v, 10, 64)
+		all += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy, all
+}
