@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/klauspost/compress/s2"
@@ -97,10 +98,11 @@ var (
 // Conn frames messages on a stream. Send is safe for concurrent use;
 // Receive must be called from one goroutine.
 type Conn struct {
-	r   *bufio.Reader
-	wmu sync.Mutex
-	w   *bufio.Writer
-	buf []byte
+	r       *bufio.Reader
+	wmu     sync.Mutex
+	w       *bufio.Writer
+	senders atomic.Int32 // Send calls under way, holding or waiting for wmu
+	buf     []byte
 }
 
 // New wraps rw.
@@ -124,7 +126,11 @@ func typeOf(m any) (Type, error) {
 	return 0, fmt.Errorf("protocol: cannot send %T", m)
 }
 
-// Send writes one message and flushes.
+// Send writes one message. It returns once the message is written to the
+// underlying writer, or handed to a concurrent Send that will write it:
+// while other goroutines are sending, messages are written together (one
+// TLS record and one system call for many small requests or responses)
+// instead of one flush each. The last sender always flushes.
 func (c *Conn) Send(m any) error {
 	t, err := typeOf(m)
 	if err != nil {
@@ -143,15 +149,27 @@ func (c *Conn) Send(m any) error {
 	var hdr [5]byte
 	binary.BigEndian.PutUint32(hdr[:4], uint32(len(body)+1))
 	hdr[4] = byte(t)
+	return c.write(hdr[:], body)
+}
+
+// write writes one message's parts and flushes unless another Send is
+// waiting to write (it flushes then, or the one after it). Only a sender
+// that will certainly take the lock is counted, so the count drops to
+// zero exactly when the last waiting sender has written.
+func (c *Conn) write(parts ...[]byte) error {
+	c.senders.Add(1)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if _, err := c.w.Write(hdr[:]); err != nil {
-		return err
+	var err error
+	for _, p := range parts {
+		if err == nil && len(p) > 0 {
+			_, err = c.w.Write(p)
+		}
 	}
-	if _, err := c.w.Write(body); err != nil {
-		return err
+	if c.senders.Add(-1) == 0 && err == nil {
+		err = c.w.Flush()
 	}
-	return c.w.Flush()
+	return err
 }
 
 // responseHeader is the size of a Response's binary header: ID (4 bytes),
@@ -174,18 +192,7 @@ func (c *Conn) sendResponse(r *Response) error {
 	binary.BigEndian.PutUint32(hdr[5:9], r.ID)
 	hdr[9] = r.Enc
 	binary.BigEndian.PutUint16(hdr[10:12], uint16(len(r.Err)))
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if _, err := c.w.Write(hdr[:]); err != nil {
-		return err
-	}
-	if _, err := c.w.WriteString(r.Err); err != nil {
-		return err
-	}
-	if _, err := c.w.Write(r.Data); err != nil {
-		return err
-	}
-	return c.w.Flush()
+	return c.write(hdr[:], []byte(r.Err), r.Data)
 }
 
 // decodeResponse parses a Response frame's body; Data aliases body.
