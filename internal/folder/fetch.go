@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -39,9 +40,15 @@ func (f *Folder) tmpNameFor(r *record.Record) string {
 }
 
 // createTmp creates name exclusively, replacing a leftover of an earlier
-// attempt at the same version.
+// attempt at the same version; its directory is created if missing.
 func createTmp(name string) (*os.File, error) {
 	out, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(name), 0o700); err != nil {
+			return nil, err
+		}
+		out, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	}
 	if errors.Is(err, fs.ErrExist) {
 		os.Remove(name)
 		out, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
@@ -61,11 +68,9 @@ const window = 32
 // fetchFile assembles the content of r in a temporary file under
 // .tandem/tmp: each block is copied from a local file that holds it (the
 // old version, a renamed or copied file) or requested from a peer, and
-// verified against its hash. The file is fsynced before it is returned.
+// verified against its hash. Owner, mode and mtime are set on it; it is
+// not fsynced here (placeBatch makes a whole batch durable at once).
 func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []identity.ID) (string, error) {
-	if err := os.MkdirAll(f.tmpDir(), 0o700); err != nil {
-		return "", err
-	}
 	name := f.tmpNameFor(r)
 	out, err := createTmp(name)
 	if err != nil {
@@ -162,6 +167,12 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
+	// Owner, mode and mtime through the open file (no path lookups), by
+	// the fetch workers in parallel rather than under the folder lock
+	// while placing; the mtime after the last write.
+	if err := setMetaFD(out, r, f.withOwner && !f.createdAs(r)); err != nil {
+		return "", err
+	}
 	// Not fsynced here: placeBatch makes a whole batch durable at once.
 	ok = true
 	return name, nil
@@ -230,6 +241,25 @@ func (f *Folder) readLocalBlock(b record.Block, locs []index.BlockLoc) []byte {
 // already has r's owner and group, so no chown is needed.
 func (f *Folder) createdAs(r *record.Record) bool {
 	return !f.tmpSetgid && r.UID == uint32(os.Geteuid()) && r.GID == uint32(os.Getegid())
+}
+
+// setMetaFD sets owner, mode and mtime on an open temporary file.
+func setMetaFD(fh *os.File, r *record.Record, withOwner bool) error {
+	fd := int(fh.Fd())
+	if withOwner {
+		if err := unix.Fchown(fd, int(r.UID), int(r.GID)); err != nil {
+			return fmt.Errorf("chown: %w", err)
+		}
+	}
+	if err := fh.Chmod(os.FileMode(r.Mode&0o777) | modeBits(r.Mode)); err != nil {
+		return fmt.Errorf("chmod: %w", err)
+	}
+	// futimens: utimensat on the descriptor itself (a NULL path).
+	ts := [2]unix.Timespec{unix.NsecToTimespec(r.MTime), unix.NsecToTimespec(r.MTime)}
+	if _, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0); e != 0 {
+		return fmt.Errorf("set mtime: %w", e)
+	}
+	return nil
 }
 
 // setMetaAbs sets owner, mode and mtime on a prepared temporary file or

@@ -379,13 +379,7 @@ func (f *Folder) prepare(ctx context.Context, it item) (*job, error) {
 		if err != nil {
 			return nil, err
 		}
-		j.tmp = tmp
-		// Owner, mode and mtime are set here, by the fetch workers in
-		// parallel, not under the folder lock while placing.
-		if err := setMetaAbs(tmp, &r, f.withOwner && !f.createdAs(&r)); err != nil {
-			os.Remove(tmp)
-			return nil, err
-		}
+		j.tmp = tmp // owner, mode and mtime set by fetchFile
 	case record.Symlink:
 		tmp := f.tmpNameFor(&r)
 		err := os.Symlink(r.Target, tmp)
