@@ -367,9 +367,8 @@ func (f *Folder) prepare(ctx context.Context, it item) (*job, error) {
 	r := it.dec.Result
 	r.Path = it.path
 	j := &job{item: it, r: r}
-	if err := f.root.CheckParents(it.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
+	// The path's parents are checked where it matters, right before the
+	// disk changes (placeOne); the content is assembled under .tandem.
 	if r.Deleted || it.dec.Action == reconcile.Merge {
 		return j, nil
 	}
@@ -675,13 +674,18 @@ func (f *Folder) placeOne(j *job) error {
 		}
 		return f.root.SetMeta(j.path, r, f.withOwner)
 	default:
-		if err := f.removeForType(j.item, r.Type); errors.Is(err, errDirNotEmpty) {
-			return f.dirKeepsName(j)
-		} else if err != nil {
-			return err
-		}
-		if err := f.keepBeforeOverwrite(j.path); err != nil {
-			return err
+		// A path verified free just now needs no clearing: if something
+		// appears there meanwhile, the rename refuses to replace it.
+		free := g == nil && (j.local == nil || j.local.Deleted)
+		if !free {
+			if err := f.removeForType(j.item, r.Type); errors.Is(err, errDirNotEmpty) {
+				return f.dirKeepsName(j)
+			} else if err != nil {
+				return err
+			}
+			if err := f.keepBeforeOverwrite(j.path); err != nil {
+				return err
+			}
 		}
 		if err := f.renameInto(j); err != nil {
 			return err
