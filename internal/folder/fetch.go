@@ -72,7 +72,9 @@ const window = 32
 // not fsynced here (placeBatch makes a whole batch durable at once).
 func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []identity.ID) (string, error) {
 	name := f.tmpNameFor(r)
+	f.createMu.Lock()
 	out, err := createTmp(name)
+	f.createMu.Unlock()
 	if err != nil {
 		return "", fmt.Errorf("create temporary file: %w", err)
 	}

@@ -56,6 +56,12 @@ type Folder struct {
 	log       *slog.Logger
 	withOwner bool
 	tmpSetgid bool // .tandem/tmp passes its group on to new files
+	// createMu lets one fetch worker at a time create its temporary
+	// file. They all create in .tandem/tmp, and the kernel serialises
+	// creations in one directory anyway, but makes the waiters spin for
+	// its lock: with 16 workers that burnt up to a core (perf:
+	// rwsem_spin_on_owner) that the transfer needed.
+	createMu sync.Mutex
 
 	// mu serialises every transition between disk and index: a scan's
 	// commit and an apply's check-rename-commit never interleave.
