@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,7 +28,14 @@ type guard struct {
 // testHookChecked, if set (by tests), runs after the last check before a
 // remote change touches a path (in guardLocal or placeOne), with the
 // path: the moment a local write can still slip in.
-var testHookChecked func(path string)
+var testHookChecked atomic.Pointer[func(path string)]
+
+// checked runs testHookChecked, if set.
+func checked(path string) {
+	if h := testHookChecked.Load(); h != nil {
+		(*h)(path)
+	}
+}
 
 // guardLocal checks that the local file at it.path is what the index
 // says and opens it. It returns nil (nothing to guard) unless the index
@@ -57,9 +65,7 @@ func (f *Folder) guardLocal(it item) (*guard, error) {
 		f.requestScan([]string{it.path}, false)
 		return nil, errDefer
 	}
-	if testHookChecked != nil {
-		testHookChecked(it.path)
-	}
+	checked(it.path)
 	return g, nil
 }
 

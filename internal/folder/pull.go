@@ -652,9 +652,7 @@ func (f *Folder) placeOne(j *job) error {
 		if err := f.verifyUnchanged(j.item); err != nil {
 			return err
 		}
-		if testHookChecked != nil {
-			testHookChecked(j.path)
-		}
+		checked(j.path)
 	}
 	defer f.release(g, j.path, r.Deleted)
 	switch {

@@ -164,7 +164,7 @@ func TestLocalWriteRacingRemoteChangeIsKept(t *testing.T) {
 				_ = f.idx.View(func(tx *index.Tx) error { local, ok, _ = tx.Get("doc.txt"); return nil })
 				return ok && !local.Deleted
 			})
-			testHookChecked = func(path string) {
+			hook := func(path string) {
 				if path != "doc.txt" {
 					return
 				}
@@ -176,7 +176,8 @@ func TestLocalWriteRacingRemoteChangeIsKept(t *testing.T) {
 				fh.WriteString("local edit\n")
 				fh.Close()
 			}
-			t.Cleanup(func() { testHookChecked = nil })
+			testHookChecked.Store(&hook)
+			t.Cleanup(func() { testHookChecked.Store(nil) })
 			peer := identity.ID{9, 9, 9}
 			by := peer.Short64()
 			remote := remoteFile(peers, "doc.txt", "remote\n", 0o644, by, 1)
@@ -542,7 +543,7 @@ func TestLocalCreateRacingRemoteFileIsKept(t *testing.T) {
 	f, root := startFolder(t, peers)
 	p := filepath.Join(root, "new.txt")
 	var once sync.Once
-	testHookChecked = func(path string) {
+	hook := func(path string) {
 		if path == "new.txt" {
 			once.Do(func() {
 				if err := os.WriteFile(p, []byte("local\n"), 0o644); err != nil {
@@ -551,7 +552,8 @@ func TestLocalCreateRacingRemoteFileIsKept(t *testing.T) {
 			})
 		}
 	}
-	t.Cleanup(func() { testHookChecked = nil })
+	testHookChecked.Store(&hook)
+	t.Cleanup(func() { testHookChecked.Store(nil) })
 	peer := identity.ID{0xbb}
 	remote := remoteFile(peers, "new.txt", "peer\n", 0o644, peer.Short64(), 1)
 	remote.MTime = 4e18 // newer than the local file: the peer's wins the name
