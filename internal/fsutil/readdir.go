@@ -3,6 +3,8 @@ package fsutil
 import (
 	"io/fs"
 	"os"
+	"runtime"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,7 +19,10 @@ type DirEntry struct {
 
 // ReadDirStat lists directory rel ("" for the root) beneath the root and
 // lstats every entry relative to the open directory, as find does: one
-// fstatat per entry instead of a walk of the whole path for each.
+// fstatat per entry instead of a walk of the whole path for each. The
+// entries of a large directory are statted by a few goroutines at once,
+// the calls being independent (a rescan of an unchanged tree is mostly
+// these calls).
 func (r *Root) ReadDirStat(rel string) ([]DirEntry, error) {
 	d, err := r.openDir(rel)
 	if err != nil {
@@ -32,18 +37,40 @@ func (r *Root) ReadDirStat(rel string) ([]DirEntry, error) {
 	out := make([]DirEntry, len(names))
 	for i, n := range names {
 		out[i].Name = n
+	}
+	parts := min(runtime.GOMAXPROCS(0), 4, len(out)/parallelStatMin)
+	if parts < 2 {
+		statEntries(fd, out)
+		return out, nil
+	}
+	var wg sync.WaitGroup
+	for p := range parts {
+		part := out[p*len(out)/parts : (p+1)*len(out)/parts]
+		wg.Go(func() { statEntries(fd, part) })
+	}
+	wg.Wait()
+	return out, nil
+}
+
+// parallelStatMin is the number of entries per goroutine from which a
+// directory's entries are statted in parallel.
+const parallelStatMin = 256
+
+// statEntries lstats each entry relative to the directory fd.
+func statEntries(fd int, es []DirEntry) {
+	for i := range es {
+		e := &es[i]
 		var st unix.Stat_t
-		if err := unix.Fstatat(fd, n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := unix.Fstatat(fd, e.Name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			if err == unix.ENOENT {
-				out[i].Err = &fs.PathError{Op: "lstat", Path: n, Err: fs.ErrNotExist}
+				e.Err = &fs.PathError{Op: "lstat", Path: e.Name, Err: fs.ErrNotExist}
 			} else {
-				out[i].Err = &fs.PathError{Op: "lstat", Path: n, Err: err}
+				e.Err = &fs.PathError{Op: "lstat", Path: e.Name, Err: err}
 			}
 			continue
 		}
-		out[i].Stat, out[i].OK = fromStat(&st)
+		e.Stat, e.OK = fromStat(&st)
 	}
-	return out, nil
 }
 
 // openDir opens directory rel ("" for the root) for reading, beneath the

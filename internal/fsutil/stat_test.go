@@ -2,6 +2,7 @@ package fsutil
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -127,12 +128,26 @@ func TestReadDirStat(t *testing.T) {
 	must(os.WriteFile(filepath.Join(dir, "a/f.txt"), []byte("hello"), 0o640))
 	must(os.Symlink("b", filepath.Join(dir, "a/link")))
 	must(os.WriteFile(filepath.Join(dir, "top"), []byte("x"), 0o600))
+	// Enough entries to be statted in parallel parts; each of its own
+	// size, mode or type, so that an entry given another's stat shows.
+	must(os.Mkdir(filepath.Join(dir, "big"), 0o755))
+	for i := range 4*parallelStatMin + 7 {
+		p := filepath.Join(dir, "big", fmt.Sprintf("e%04d", i))
+		switch i % 5 {
+		case 0:
+			must(os.Mkdir(p, 0o700))
+		case 1:
+			must(os.Symlink(fmt.Sprint(i), p))
+		default:
+			must(os.WriteFile(p, make([]byte, i), os.FileMode(0o600+i%3*0o40)))
+		}
+	}
 	r, err := Open(dir)
 	must(err)
 	defer r.Close()
 	for _, slow := range []bool{false, true} {
 		noOpenat2.Store(slow)
-		for _, d := range []string{"", "a"} {
+		for _, d := range []string{"", "a", "big"} {
 			es, err := r.ReadDirStat(d)
 			if err != nil {
 				t.Fatalf("slow=%v %q: %v", slow, d, err)
