@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"sort"
+	"strings"
 
 	"tandem/internal/blocks"
 	"tandem/internal/crashpoint"
@@ -126,7 +128,24 @@ func (f *Folder) scanDir(ctx context.Context, dir string, recursive bool, b *sca
 	if err := ctx.Err(); err != nil {
 		return nil
 	}
+	prefix := ""
+	if dir != "" {
+		prefix = dir + "/"
+	}
+	// The index's records of the directory are read while the directory
+	// is listed: the two do not depend on each other, and flush checks
+	// every change against the index again before it commits.
+	known := map[string]record.Record{}
+	var kerr error
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		kerr = f.idx.View(func(tx *index.Tx) error {
+			return tx.ChildrenStat(prefix, func(r record.Record) { known[r.Path[len(prefix):]] = r })
+		})
+	}()
 	entries, err := f.root.ReadDirStat(dir)
+	<-read
 	if err != nil {
 		if dir == "" {
 			return fmt.Errorf("folder %q: read root: %w", f.cfg.ID, err)
@@ -135,18 +154,11 @@ func (f *Folder) scanDir(ctx context.Context, dir string, recursive bool, b *sca
 		f.setItemErr(dir, err)
 		return nil
 	}
-	prefix := ""
-	if dir != "" {
-		prefix = dir + "/"
-	}
-	known := map[string]record.Record{}
-	if err := f.idx.View(func(tx *index.Tx) error {
-		return tx.ChildrenStat(prefix, func(r record.Record) { known[r.Path[len(prefix):]] = r })
-	}); err != nil {
-		return err
+	if kerr != nil {
+		return kerr
 	}
 	present := make(map[string]bool, len(entries))
-	sort.Slice(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name })
+	slices.SortFunc(entries, func(a, b fsutil.DirEntry) int { return strings.Compare(a.Name, b.Name) })
 	var subdirs []string
 	for _, e := range entries {
 		n := e.Name
