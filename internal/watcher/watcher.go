@@ -422,6 +422,9 @@ func (w *Watcher) walk(start string, report bool, seen map[string]struct{}) {
 	}
 
 	_ = filepath.WalkDir(w.abs(start), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !report && !d.IsDir() {
+			return nil // only directories are watched; nothing to report
+		}
 		rel, ok := w.rel(p)
 		if !ok {
 			return filepath.SkipDir
