@@ -33,7 +33,7 @@ func copyPrefix(path string) string {
 // the copies of the same path whose version r's version replaced.
 func flagCopies(tx *index.Tx, r *record.Record) (int, error) {
 	var hits []string
-	if r.PrevDot != 0 {
+	if r.PrevDot != 0 || len(r.Earlier) > 0 {
 		if err := tx.Prefix(copyPrefix(r.Path), func(c record.Record) {
 			if c.CopyReplacedBy(r) {
 				hits = append(hits, c.Path)

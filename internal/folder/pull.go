@@ -184,7 +184,14 @@ func (f *Folder) plan() (items []item, waiting, absorbed bool, err error) {
 					continue
 				}
 				cur.Version = cur.Version.Merge(r.Version)
+				if e := record.MergeEarlier(cur.Earlier, r.Earlier); !record.SameDots(e, cur.Earlier) {
+					cur.Earlier = e
+				}
 				if _, err := tx.Put(cur); err != nil {
+					return err
+				}
+				// Copies of versions it now knows were replaced.
+				if _, err := flagCopies(tx, &cur); err != nil {
 					return err
 				}
 			}

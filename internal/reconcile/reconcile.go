@@ -98,12 +98,20 @@ func Decide(local, remote *record.Record) Decision {
 		return Decision{Action: Take, Result: *remote}
 	}
 	merged := local.Version.Merge(remote.Version)
+	sameDot := local.ModifiedBy == remote.ModifiedBy && local.Dot == remote.Dot
 	keep := func() Decision {
-		if local.Version.Dominates(remote.Version) {
+		// One event as two nodes hold it: what either learnt it replaced
+		// (see the concurrent delete below) is merged too.
+		earlier := local.Earlier
+		if sameDot {
+			earlier = record.MergeEarlier(local.Earlier, remote.Earlier)
+		}
+		if local.Version.Dominates(remote.Version) && record.SameDots(earlier, local.Earlier) {
 			return Decision{Action: Nothing}
 		}
 		res := *local
 		res.Version = merged
+		res.Earlier = earlier
 		return Decision{Action: Absorb, Result: res}
 	}
 	adopt := func(a Action) Decision {
@@ -111,7 +119,6 @@ func Decide(local, remote *record.Record) Decision {
 		res.Version = merged
 		return Decision{Action: a, Result: res}
 	}
-	sameDot := local.ModifiedBy == remote.ModifiedBy && local.Dot == remote.Dot
 	if sameDot && record.SameContent(local, remote) {
 		return keep()
 	}
@@ -160,7 +167,13 @@ func Decide(local, remote *record.Record) Decision {
 	case record.SameContent(local, remote):
 		return adopt(Merge)
 	case local.Deleted:
-		return adopt(Take)
+		// The delete loses the name, but what it deleted stays deleted:
+		// the versions it replaced go on in the adopted record's Earlier,
+		// so that a conflict copy of one of them, made by a node that had
+		// not heard of the delete, still learns that a change saw it.
+		d := adopt(Take)
+		d.Result.Earlier = record.MergeEarlier(remote.Earlier, local.ReplacedDots())
+		return d
 	default:
 		return adopt(ConflictTake)
 	}

@@ -655,3 +655,43 @@ func TestChangeOfOneCopyCoversTheOther(t *testing.T) {
 		t.Fatalf("a changed copy was replaced by a change that never saw it")
 	}
 }
+
+// A delete that saw b's version loses the name to c's concurrent version:
+// the version it deleted must stay deleted. The record the deleting node
+// adopts carries the deleted dot on, a conflict copy of it (made by b
+// before it heard of the delete) learns from it that a change saw it, and
+// the winner's node, holding the same event without it, absorbs it once.
+func TestLosingDeleteKeepsWhatItDeleted(t *testing.T) {
+	bVer := file(1, 10, idB, vec(idB, 1)) // b's version, which a saw
+	aDel := record.Record{Path: "p", Type: record.File, Deleted: true, MTime: 20}.
+		Replacing(bVer).NewEvent(bVer.Version, idA, 0)
+	cOld := file(2, 5, idC, vec(idC, 1))
+	cNew := record.Record{Path: "p", Type: record.File, Size: 9, Blocks: blocksOf(3), MTime: 30}.
+		Replacing(cOld).NewEvent(cOld.Version, idC, 0) // concurrent with both
+	d := Decide(&aDel, &cNew)
+	if d.Action != Take || d.Result.Dot != cNew.Dot || d.Result.ModifiedBy != idC {
+		t.Fatalf("a's delete against c's concurrent version: %v %+v", d.Action, d.Result)
+	}
+	taken := d.Result
+	cp := record.Record{Path: "p.conflict-x", Type: record.File, CopyOf: "p", CopyBy: idB, CopyDot: bVer.Dot}
+	if !cp.CopyReplacedBy(&taken) {
+		t.Errorf("a copy of the version a deleted does not learn of it from a's adopted record %+v", taken)
+	}
+	// c holds its own record without what a learnt: it absorbs it, once.
+	d = Decide(&cNew, &taken)
+	if d.Action != Absorb || !record.SameDots(d.Result.Earlier, taken.Earlier) {
+		t.Fatalf("c, a's adopted record arrives: %v %+v", d.Action, d.Result)
+	}
+	if again := Decide(&d.Result, &taken); again.Action != Nothing {
+		t.Errorf("c absorbs the same record again: %v", again.Action)
+	}
+	if back := Decide(&taken, &d.Result); back.Action != Nothing {
+		t.Errorf("a, c's absorbed record arrives: %v", back.Action)
+	}
+	// A copy of a version nobody deleted stays.
+	other := cp
+	other.CopyDot = bVer.Dot + 7
+	if other.CopyReplacedBy(&taken) {
+		t.Errorf("a copy of another version counts as deleted")
+	}
+}

@@ -4,9 +4,11 @@
 package record
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -123,6 +125,55 @@ func (r Record) Replacing(old *Record) Record {
 	return r
 }
 
+// ReplacedDots returns the dots of the contents r's event replaced: its
+// Prev and its Earlier.
+func (r *Record) ReplacedDots() []Dot {
+	var ds []Dot
+	if r.PrevDot != 0 {
+		ds = append(ds, Dot{By: r.PrevBy, Dot: r.PrevDot})
+	}
+	return append(ds, r.Earlier...)
+}
+
+// MergeEarlier returns the union of the Earlier lists a and b, newest
+// (highest counter) first and at most MaxEarlier long. It depends only on
+// the set of dots, not on the order of its arguments, so that nodes that
+// merge the same lists agree and stop exchanging them.
+func MergeEarlier(a, b []Dot) []Dot {
+	var out []Dot
+	for _, d := range append(append([]Dot(nil), a...), b...) {
+		if d.Dot != 0 && !slices.ContainsFunc(out, func(e Dot) bool { return e.By == d.By && e.Dot == d.Dot }) {
+			out = append(out, Dot{By: d.By, Dot: d.Dot})
+		}
+	}
+	slices.SortFunc(out, func(x, y Dot) int {
+		if c := cmp.Compare(y.Dot, x.Dot); c != 0 {
+			return c
+		}
+		return cmp.Compare(y.By, x.By)
+	})
+	if len(out) > MaxEarlier {
+		out = out[:MaxEarlier]
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// SameDots reports whether a and b hold the same dots, in any order.
+func SameDots(a, b []Dot) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, d := range a {
+		if !slices.ContainsFunc(b, func(e Dot) bool { return e.By == d.By && e.Dot == d.Dot }) {
+			return false
+		}
+	}
+	return true
+}
+
 // ReplacedCopy reports whether r's event replaced a conflict copy of the
 // version that cp, an unchanged conflict copy at the same path, keeps:
 // two nodes that resolved one conflict each made a copy of the loser
@@ -137,10 +188,10 @@ func (r *Record) ReplacedCopy(cp *Record) bool {
 // directly or through the versions it lists, the version with dot
 // (by, dot).
 func replaced(prevBy, prevDot uint64, earlier []Dot, by, dot uint64) bool {
-	if dot == 0 || prevDot == 0 {
+	if dot == 0 {
 		return false
 	}
-	if prevBy == by && prevDot == dot {
+	if prevDot != 0 && prevBy == by && prevDot == dot {
 		return true
 	}
 	for _, e := range earlier {

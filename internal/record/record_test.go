@@ -1,7 +1,10 @@
 package record
 
 import (
+	"slices"
 	"testing"
+
+	"pgregory.net/rapid"
 
 	"tandem/internal/version"
 )
@@ -102,4 +105,36 @@ func TestReplacingCarriesABoundedHistory(t *testing.T) {
 	if err := bad.Validate(); err == nil {
 		t.Fatal("a record with too long a history was accepted")
 	}
+}
+
+// MergeEarlier depends only on the set of dots it is given, stays within
+// MaxEarlier and keeps the newest: nodes merging the same lists agree.
+func TestMergeEarlierIsASetFunction(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		gen := rapid.SliceOfN(rapid.Custom(func(t *rapid.T) Dot {
+			return Dot{By: rapid.Uint64Range(1, 3).Draw(t, "by"), Dot: rapid.Uint64Range(1, 9).Draw(t, "dot")}
+		}), 0, 6)
+		a, b := gen.Draw(t, "a"), gen.Draw(t, "b")
+		ab, ba := MergeEarlier(a, b), MergeEarlier(b, a)
+		if !slices.Equal(ab, ba) {
+			t.Fatalf("order matters: %v vs %v", ab, ba)
+		}
+		if len(ab) > MaxEarlier {
+			t.Fatalf("%d dots", len(ab))
+		}
+		if !slices.Equal(MergeEarlier(ab, nil), ab) || !slices.Equal(MergeEarlier(ab, a), ab) {
+			t.Fatalf("merging again changes %v", ab)
+		}
+		all := append(append([]Dot{}, a...), b...)
+		for _, d := range all {
+			if !slices.ContainsFunc(ab, func(e Dot) bool { return e.By == d.By && e.Dot == d.Dot }) && len(ab) < MaxEarlier {
+				t.Fatalf("%v lost from %v", d, ab)
+			}
+		}
+		for _, d := range ab {
+			if !slices.ContainsFunc(all, func(e Dot) bool { return e.By == d.By && e.Dot == d.Dot }) {
+				t.Fatalf("%v appeared", d)
+			}
+		}
+	})
 }
