@@ -632,11 +632,13 @@ type placedStat struct {
 func (f *Folder) placeOne(j *job) error {
 	r := &j.r
 	if err := f.root.CheckParents(j.path); err != nil {
+		if r.Deleted && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, fsutil.ErrSymlinkParent)) {
+			// Already gone with its parent, or a parent is now a file or
+			// a symlink here: nothing of the folder is at that path.
+			return nil
+		}
 		if !errors.Is(err, fs.ErrNotExist) {
 			return err
-		}
-		if r.Deleted {
-			return nil // already gone with its parent
 		}
 		if err := f.mkParents(j.path); err != nil {
 			return err

@@ -682,3 +682,31 @@ func TestRecreateAfterDeleteKeepsItDeleted(t *testing.T) {
 		t.Fatalf("y.txt: %q %v", b, err)
 	}
 }
+
+// TestDeleteBelowAFileIsDone: a peer deletes d/x while d, here, is now a
+// file (renamed away and recreated as a file meanwhile; 3-node fault run,
+// round 394). Nothing of the folder is at d/x: the delete is done, not
+// retried forever.
+func TestDeleteBelowAFileIsDone(t *testing.T) {
+	peers := newFakePeers()
+	f, root := startFolder(t, peers)
+	if err := os.WriteFile(filepath.Join(root, "d"), []byte("a file now\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.requestScan([]string{"d"}, false)
+	waitFor(t, "d recorded", func() bool { r, ok, _ := f.get("d"); return ok && !r.Deleted })
+	peer := identity.ID{0xd0}
+	by := peer.Short64()
+	del := record.Record{Path: "d/x", Type: record.File, Deleted: true, MTime: 5,
+		Version: version.Vector{}.Update(by, 0).Update(by, 0), ModifiedBy: by, Dot: 2, PrevBy: by, PrevDot: 1}
+	if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 1, Records: []record.Record{del}, Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the delete to be done", func() bool {
+		st := f.Status()
+		return st.Needed == 0 && len(st.ItemError) == 0
+	})
+	if b, err := os.ReadFile(filepath.Join(root, "d")); err != nil || string(b) != "a file now\n" {
+		t.Fatalf("d: %q %v", b, err)
+	}
+}
