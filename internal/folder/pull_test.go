@@ -638,51 +638,6 @@ func TestCopySupersededBySiblingCopyGoes(t *testing.T) {
 	})
 }
 
-// TestRecreateAfterDeleteKeepsItDeleted: here y.txt's delete replaced
-// node c's version, of which a conflict copy exists (made before the
-// delete was known). A new y.txt created here saw the delete: the copy
-// of the deleted version must go, as it would had the delete's own
-// record been sent before the new file replaced it in the index.
-func TestRecreateAfterDeleteKeepsItDeleted(t *testing.T) {
-	peers := newFakePeers()
-	f, root := startFolder(t, peers)
-	c := identity.ID{0xc0}.Short64()
-	cp := ConflictName("y.txt", "20260101-000000", "C")
-	if err := os.WriteFile(filepath.Join(root, cp), []byte("c's version\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f.requestScan([]string{cp}, false)
-	waitFor(t, "the copy recorded", func() bool { r, ok, _ := f.get(cp); return ok && !r.Deleted })
-	if err := f.idx.Update(func(tx *index.Tx) error {
-		r, _, err := tx.Get(cp)
-		if err != nil {
-			return err
-		}
-		r.CopyOf, r.CopyBy, r.CopyDot = "y.txt", c, 1
-		if _, err := tx.Put(r); err != nil {
-			return err
-		}
-		del := record.Record{Path: "y.txt", Type: record.File, Deleted: true, MTime: 5,
-			Version: version.Vector{}.Update(c, 0).Update(f.meShort, 0), ModifiedBy: f.meShort, PrevBy: c, PrevDot: 1}
-		del.Dot = del.Version.Get(f.meShort)
-		_, err = tx.Put(del)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "y.txt"), []byte("new\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f.requestScan([]string{"y.txt"}, false)
-	waitFor(t, "the copy of the deleted version to go", func() bool {
-		_, err := os.Lstat(filepath.Join(root, cp))
-		return os.IsNotExist(err)
-	})
-	if b, err := os.ReadFile(filepath.Join(root, "y.txt")); err != nil || string(b) != "new\n" {
-		t.Fatalf("y.txt: %q %v", b, err)
-	}
-}
-
 // TestDeleteBelowAFileIsDone: a peer deletes d/x while d, here, is now a
 // file (renamed away and recreated as a file meanwhile; 3-node fault run,
 // round 394). Nothing of the folder is at d/x: the delete is done, not

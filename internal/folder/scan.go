@@ -321,11 +321,6 @@ func (f *Folder) commitLocal(tx *index.Tx, cur record.Record) (bool, error) {
 	cur = cur.NewEvent(old.Version, f.meShort, uint64(f.opt.Now().Unix()))
 	if had && !old.Deleted {
 		cur = cur.Replacing(&old)
-	} else if had {
-		// Created where a delete was: it saw the delete, and with it
-		// what the delete replaced, which stays replaced (a conflict
-		// copy of that version elsewhere must still learn of it).
-		cur.Earlier = record.MergeEarlier(nil, old.ReplacedDots())
 	}
 	stored, err := tx.Put(cur)
 	if err != nil {
