@@ -42,7 +42,7 @@ func checked(path string) {
 // holds a live regular file there; errDefer (and a scan) if the disk
 // differs from the index.
 func (f *Folder) guardLocal(it item) (*guard, error) {
-	if it.local == nil || it.local.Deleted || it.local.Type != record.File {
+	if it.nothingLive() || it.local.Type != record.File {
 		return nil, nil
 	}
 	fd, err := f.root.OpenRead(it.path)
@@ -159,25 +159,22 @@ func (f *Folder) saveRaced(fd *os.File, st *unix.Stat_t, path string, atPath boo
 
 // renameInto moves j's temporary file or link to its path. Where the
 // index holds nothing live, the rename refuses to replace anything
-// (RENAME_NOREPLACE), closing the last gap after the final check; a file
+// (moveToFreeName), closing the last gap after the final check; a file
 // that appeared there defers the item to the scan.
 func (f *Folder) renameInto(j *job) error {
-	dst := f.root.Abs(j.path)
-	if j.local == nil || j.local.Deleted {
-		err := unix.Renameat2(unix.AT_FDCWD, j.tmp, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE)
-		switch {
-		case err == nil:
-			return nil
-		case errors.Is(err, unix.EEXIST):
+	if j.nothingLive() {
+		err := f.moveToFreeName(j.tmp, j.path)
+		if errors.Is(err, unix.EEXIST) {
 			f.requestScan([]string{j.path}, false)
 			return errDefer
-		case !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS):
-			return fmt.Errorf("rename into %s: %w", dst, err)
 		}
-		// The filesystem cannot refuse: a plain rename.
+		if err != nil {
+			return fmt.Errorf("rename into %s: %w", f.root.Abs(j.path), err)
+		}
+		return nil
 	}
-	if err := os.Rename(j.tmp, dst); err != nil {
-		return fmt.Errorf("rename into %s: %w", dst, err)
+	if err := os.Rename(j.tmp, f.root.Abs(j.path)); err != nil {
+		return fmt.Errorf("rename into %s: %w", f.root.Abs(j.path), err)
 	}
 	return nil
 }

@@ -30,6 +30,11 @@ type item struct {
 	sources []identity.ID // connected peers holding exactly the chosen version
 }
 
+// nothingLive reports whether the index holds nothing live at the path:
+// the disk must then be free there, and the new version must not replace
+// anything that appears (RENAME_NOREPLACE).
+func (it *item) nothingLive() bool { return it.local == nil || it.local.Deleted }
+
 // errDefer means: leave the path on the work list and look again later,
 // without counting it as a failure.
 var errDefer = errors.New("deferred")
@@ -184,15 +189,19 @@ func (f *Folder) plan() (items []item, waiting, absorbed bool, err error) {
 					continue
 				}
 				cur.Version = cur.Version.Merge(r.Version)
+				learnt := false
 				if e := record.MergeEarlier(cur.Earlier, r.Earlier); !record.SameDots(e, cur.Earlier) {
-					cur.Earlier = e
+					cur.Earlier, learnt = e, true
 				}
 				if _, err := tx.Put(cur); err != nil {
 					return err
 				}
-				// Copies of versions it now knows were replaced.
-				if _, err := flagCopies(tx, &cur); err != nil {
-					return err
+				// Copies of versions it only now knows were replaced (the
+				// others were flagged when the record was first stored).
+				if learnt {
+					if _, err := flagCopies(tx, &cur); err != nil {
+						return err
+					}
 				}
 			}
 			return nil
@@ -683,8 +692,7 @@ func (f *Folder) placeOne(j *job) error {
 	default:
 		// A path verified free just now needs no clearing: if something
 		// appears there meanwhile, the rename refuses to replace it.
-		free := g == nil && (j.local == nil || j.local.Deleted)
-		if !free {
+		if !j.nothingLive() {
 			if err := f.removeForType(j.item, r.Type); errors.Is(err, errDirNotEmpty) {
 				return f.dirKeepsName(j)
 			} else if err != nil {
@@ -723,7 +731,7 @@ func (f *Folder) verifyUnchanged(it item) error {
 		return err
 	}
 	switch {
-	case it.local == nil || it.local.Deleted:
+	case it.nothingLive():
 		if !exists {
 			return nil
 		}
