@@ -688,6 +688,12 @@ func TestLosingDeleteKeepsWhatItDeleted(t *testing.T) {
 	if back := Decide(&taken, &d.Result); back.Action != Nothing {
 		t.Errorf("a, c's absorbed record arrives: %v", back.Action)
 	}
+	// The same when c's version replaced nothing (a new file, no Prev):
+	// its Earlier alone tells.
+	fresh := file(4, 30, idC, vec(idC, 1))
+	if d := Decide(&aDel, fresh); d.Action != Take || !cp.CopyReplacedBy(&d.Result) {
+		t.Errorf("against a new file of c: %v, and the copy does not learn of the delete from %+v", d.Action, d.Result)
+	}
 	// A copy of a version nobody deleted stays.
 	other := cp
 	other.CopyDot = bVer.Dot + 7
