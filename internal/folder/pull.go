@@ -189,19 +189,15 @@ func (f *Folder) plan() (items []item, waiting, absorbed bool, err error) {
 					continue
 				}
 				cur.Version = cur.Version.Merge(r.Version)
-				learnt := false
 				if e := record.MergeEarlier(cur.Earlier, r.Earlier); !record.SameDots(e, cur.Earlier) {
-					cur.Earlier, learnt = e, true
+					cur.Earlier = e
 				}
 				if _, err := tx.Put(cur); err != nil {
 					return err
 				}
-				// Copies of versions it only now knows were replaced (the
-				// others were flagged when the record was first stored).
-				if learnt {
-					if _, err := flagCopies(tx, &cur); err != nil {
-						return err
-					}
+				// Copies of versions it now knows were replaced.
+				if _, err := flagCopies(tx, &cur); err != nil {
+					return err
 				}
 			}
 			return nil
