@@ -616,7 +616,7 @@ func (f *Folder) placeAll(jobs []*job) {
 // against the stored stat.
 func (f *Folder) placeAndStat(j *job) {
 	j.err = f.placeOne(j)
-	if j.err == nil && !j.handled && !j.r.Deleted {
+	if j.err == nil && !j.handled && !j.r.Deleted && j.after == nil {
 		j.after = f.statPlaced(j.path)
 	}
 }
@@ -636,6 +636,11 @@ type placedStat struct {
 // placeOne makes the disk match j.r. Caller holds f.mu.
 func (f *Folder) placeOne(j *job) error {
 	r := &j.r
+	if placesFree(j) {
+		if handled, err := f.placeFree(j); handled {
+			return err
+		}
+	}
 	if err := f.root.CheckParents(j.path); err != nil {
 		if r.Deleted && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, fsutil.ErrSymlinkParent)) {
 			// Already gone with its parent, or a parent is now a file or

@@ -1,0 +1,62 @@
+package folder
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"tandem/internal/fsutil"
+	"tandem/internal/reconcile"
+	"tandem/internal/record"
+)
+
+// placesFree reports whether j puts a file or symlink at a path where the
+// index holds nothing live: the common case of a new file, which
+// placeFree handles in one open parent directory.
+func placesFree(j *job) bool {
+	return j.dec.Action != reconcile.Merge && !j.r.Deleted && j.r.Type != record.Dir && j.nothingLive()
+}
+
+// placeFree places a new file or symlink (placesFree) through its parent
+// directory opened once: the check that the path is still free, the
+// rename that refuses to replace anything, and the stat the commit
+// caches all act on that directory, so a parent swapped for a symlink
+// meanwhile cannot redirect the file out of the folder, and the path is
+// not walked four times. handled is false where the kernel cannot open
+// a parent that way (no openat2); placeOne then goes through paths.
+func (f *Folder) placeFree(j *job) (handled bool, err error) {
+	p, err := f.root.OpenParent(j.path)
+	if errors.Is(err, fsutil.ErrNoParentFD) {
+		return false, nil
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := f.mkParents(j.path); err != nil {
+			return true, err
+		}
+		p, err = f.root.OpenParent(j.path)
+	}
+	if err != nil {
+		return true, err
+	}
+	defer p.Close()
+	// The last check before the disk changes (verifyUnchanged for a path
+	// where the index holds nothing live): it must still be free.
+	if _, _, err := p.Lstat(); err == nil {
+		f.requestScan([]string{j.path}, false)
+		return true, errDefer
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return true, err
+	}
+	checked(j.path)
+	if err := p.MoveInFree(j.tmp); errors.Is(err, fs.ErrExist) {
+		// Something appeared there since the check.
+		f.requestScan([]string{j.path}, false)
+		return true, errDefer
+	} else if err != nil {
+		return true, fmt.Errorf("rename into %s: %w", f.root.Abs(j.path), err)
+	}
+	j.tmp = ""
+	st, ok, err := p.Lstat()
+	j.after = &placedStat{st, ok, err}
+	return true, nil
+}

@@ -1,0 +1,109 @@
+package fsutil
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"tandem/internal/record"
+)
+
+// TestParent checks OpenParent's errors on every kind of parent, and that
+// MoveInFree puts a file at a free name, refuses a taken one without
+// changing it, and lands in the directory that was opened even when a
+// symlink to elsewhere takes the parent's name afterwards.
+func TestParent(t *testing.T) {
+	dir := t.TempDir()
+	outside := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(dir, "a/b"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "a/b/taken"), []byte("local"), 0o644))
+	must(os.WriteFile(filepath.Join(dir, "top"), []byte("x"), 0o644))
+	must(os.Symlink(outside, filepath.Join(dir, "out")))
+	r, err := Open(dir)
+	must(err)
+	defer r.Close()
+
+	for _, tc := range []struct {
+		rel  string
+		want error
+	}{
+		{"out/f", ErrSymlinkParent},
+		{"top/f", ErrSymlinkParent},
+		{"a/missing/f", fs.ErrNotExist},
+		{"../f", nil}, // invalid name: any error
+	} {
+		p, err := r.OpenParent(tc.rel)
+		if err == nil {
+			p.Close()
+			t.Errorf("%s: opened", tc.rel)
+		} else if tc.want != nil && !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.rel, err, tc.want)
+		}
+	}
+
+	src := func(content string) string {
+		t.Helper()
+		// Same filesystem as dir: next to it.
+		p := filepath.Join(dir, ".tmp-"+content)
+		must(os.WriteFile(p, []byte(content), 0o600))
+		return p
+	}
+
+	// A top-level name uses the root's own descriptor.
+	for _, rel := range []string{"new-top", "a/b/new"} {
+		p, err := r.OpenParent(rel)
+		if errors.Is(err, ErrNoParentFD) {
+			t.Skip("openat2 is not available here")
+		}
+		must(err)
+		if _, _, err := p.Lstat(); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: Lstat of a free name: %v", rel, err)
+		}
+		must(p.MoveInFree(src(rel[len(rel)-3:])))
+		st, ok, err := p.Lstat()
+		if err != nil || !ok || st.Type != record.File || st.Size != 3 {
+			t.Errorf("%s: after the move %+v %v %v", rel, st, ok, err)
+		}
+		p.Close()
+		if b, err := os.ReadFile(filepath.Join(dir, rel)); err != nil || string(b) != rel[len(rel)-3:] {
+			t.Errorf("%s: holds %q %v", rel, b, err)
+		}
+	}
+
+	p, err := r.OpenParent("a/b/taken")
+	must(err)
+	from := src("remote")
+	if err := p.MoveInFree(from); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("MoveInFree over a file: %v, want fs.ErrExist", err)
+	}
+	p.Close()
+	if b, _ := os.ReadFile(filepath.Join(dir, "a/b/taken")); string(b) != "local" {
+		t.Errorf("the taken name now holds %q", b)
+	}
+	if _, err := os.Stat(from); err != nil {
+		t.Errorf("the refused source is gone: %v", err)
+	}
+
+	// The parent is swapped for a symlink leaving the root after it was
+	// opened: the file still lands in the directory that was checked.
+	p, err = r.OpenParent("a/b/late")
+	must(err)
+	must(os.Rename(filepath.Join(dir, "a/b"), filepath.Join(dir, "a/moved")))
+	must(os.Symlink(outside, filepath.Join(dir, "a/b")))
+	must(p.MoveInFree(src("late")))
+	p.Close()
+	if _, err := os.Stat(filepath.Join(outside, "late")); err == nil {
+		t.Errorf("the file escaped the root through the swapped parent")
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "a/moved/late")); err != nil || string(b) != "late" {
+		t.Errorf("the file is not in the opened directory: %q %v", b, err)
+	}
+}
