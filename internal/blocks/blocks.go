@@ -33,6 +33,15 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 2*MaxSize); return &
 // goroutines while the next ones are cut, so a large file is hashed at
 // the speed of the cores rather than of one.
 func Hash(r io.Reader) ([]record.Block, int64, error) {
+	return HashReporting(r, 0, nil)
+}
+
+// HashReporting is Hash that also calls report, each time about every
+// more bytes were cut, with the blocks hashed since its last call that
+// follow on from it (the first at offset), so that a caller can act on
+// the start of a large file while the rest is being hashed. report runs
+// on the hashing goroutine; it must not keep blocks.
+func HashReporting(r io.Reader, every int64, report func(offset int64, blocks []record.Block)) ([]record.Block, int64, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	ch, err := chunkers.NewChunkerBuffer(algorithm, r, &chunkers.ChunkerOpts{MinSize: MinSize, NormalSize: NormalSize, MaxSize: MaxSize}, *bp)
@@ -47,19 +56,48 @@ func Hash(r io.Reader) ([]record.Block, int64, error) {
 			p.finish()
 		}
 	}()
+	// For report: blocks[:reported] were reported, the first at
+	// reportedAt; hashed marks the blocks whose hash is known.
+	var (
+		hashed     []bool
+		reported   int
+		reportedAt int64
+		nextReport = every
+	)
 	for {
 		c, err := ch.Next()
 		if len(c) > 0 {
 			i := len(out)
 			out = append(out, record.Block{Size: uint32(len(c))})
+			hashed = append(hashed, false)
 			total += int64(len(c))
 			if i == 0 {
 				out[0].Hash = sha256.Sum256(c) // most files are one block
+				hashed[0] = true
 			} else {
 				if p == nil {
 					p = newHasher()
 				}
 				p.add(i, c)
+			}
+			if report != nil && every > 0 && total >= nextReport {
+				nextReport = total + every
+				if p != nil {
+					for _, h := range p.take() {
+						out[h.i].Hash, hashed[h.i] = h.sum, true
+					}
+				}
+				n := reported
+				for n < len(out) && hashed[n] {
+					n++
+				}
+				if n > reported {
+					report(reportedAt, out[reported:n])
+					for _, b := range out[reported:n] {
+						reportedAt += int64(b.Size)
+					}
+					reported = n
+				}
 			}
 		}
 		if errors.Is(err, io.EOF) {
@@ -122,7 +160,17 @@ func (p *hasher) add(i int, c []byte) {
 	p.jobs <- hashJob{i, bp}
 }
 
-// finish waits for every queued block and returns their hashes.
+// take returns the hashes finished so far and forgets them.
+func (p *hasher) take() []hashed {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d := p.done
+	p.done = nil
+	return d
+}
+
+// finish waits for every queued block and returns their hashes (those
+// not taken).
 func (p *hasher) finish() []hashed {
 	close(p.jobs)
 	p.wg.Wait()

@@ -3,7 +3,10 @@ package blocks
 import (
 	"bytes"
 	"math/rand/v2"
+	"slices"
 	"testing"
+
+	"tandem/internal/record"
 )
 
 func randBytes(n int, seed uint64) []byte {
@@ -68,5 +71,50 @@ func BenchmarkHash(b *testing.B) {
 		if _, _, err := Hash(bytes.NewReader(data)); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// HashReporting reports, while hashing, blocks that follow on from each
+// other from the start, each with its hash and offset, and ends with the
+// same blocks as Hash.
+func TestHashReporting(t *testing.T) {
+	data := randBytes(24<<20+5, 9)
+	want, _, err := Hash(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []record.Block
+	calls := 0
+	bl, size, err := HashReporting(bytes.NewReader(data), 2<<20, func(off int64, bs []record.Block) {
+		calls++
+		var at int64
+		for _, b := range got {
+			at += int64(b.Size)
+		}
+		if off != at {
+			t.Errorf("report %d starts at %d, want %d", calls, off, at)
+		}
+		for _, b := range bs {
+			if !Check(data[off:off+int64(b.Size)], b.Hash) {
+				t.Errorf("reported block at %d does not match its hash", off)
+			}
+			off += int64(b.Size)
+		}
+		got = append(got, bs...)
+	})
+	if err != nil || size != int64(len(data)) {
+		t.Fatalf("size %d err %v", size, err)
+	}
+	if !slices.Equal(bl, want) {
+		t.Fatalf("blocks differ from Hash's")
+	}
+	if calls < 4 {
+		t.Errorf("%d reports for 24 MiB every 2 MiB", calls)
+	}
+	if len(got) == 0 || len(got) > len(want) || !slices.Equal(got, want[:len(got)]) {
+		t.Errorf("reported %d blocks, not a prefix of the %d final ones", len(got), len(want))
+	}
+	if len(got) < len(want)/2 {
+		t.Errorf("only %d of %d blocks reported before the end", len(got), len(want))
 	}
 }

@@ -42,18 +42,30 @@ func (f *Folder) tmpNameFor(r *record.Record) string {
 // createTmp creates name exclusively, replacing a leftover of an earlier
 // attempt at the same version; its directory is created if missing.
 func createTmp(name string) (*os.File, error) {
-	out, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	out, err := openExcl(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(filepath.Dir(name), 0o700); err != nil {
 			return nil, err
 		}
-		out, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		out, err = openExcl(name)
 	}
 	if errors.Is(err, fs.ErrExist) {
 		os.Remove(name)
-		out, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		out, err = openExcl(name)
 	}
 	return out, err
+}
+
+// openExcl creates name exclusively for reading and writing. It is
+// os.OpenFile without the attempt to register a regular file with the
+// network poller (which always fails, at two or three system calls per
+// file).
+func openExcl(name string) (*os.File, error) {
+	fd, err := unix.Open(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	return os.NewFile(uintptr(fd), name), nil
 }
 
 func (f *Folder) tmpName() string {
@@ -72,11 +84,30 @@ const window = 32
 // not fsynced here (placeBatch makes a whole batch durable at once).
 func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []identity.ID) (string, error) {
 	name := f.tmpNameFor(r)
-	f.createMu.Lock()
-	out, err := createTmp(name)
-	f.createMu.Unlock()
-	if err != nil {
-		return "", fmt.Errorf("create temporary file: %w", err)
+	var (
+		out *os.File
+		err error
+		pf  *prefetch
+	)
+	if len(r.Blocks) > 1 {
+		pf = f.takePrefetch(r.Path)
+	}
+	if pf != nil {
+		// Blocks fetched ahead (HandleHint): their file becomes this
+		// version's temporary file.
+		out = pf.file
+		if err = os.Rename(pf.name, name); err != nil {
+			out.Close()
+			os.Remove(pf.name)
+			return "", fmt.Errorf("take over blocks fetched ahead: %w", err)
+		}
+	} else {
+		f.createMu.Lock()
+		out, err = createTmp(name)
+		f.createMu.Unlock()
+		if err != nil {
+			return "", fmt.Errorf("create temporary file: %w", err)
+		}
 	}
 	ok := false
 	defer func() {
@@ -122,6 +153,9 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 	for i, b := range r.Blocks {
 		at := off
 		off += int64(b.Size)
+		if pf != nil && pf.holds(at, b) {
+			continue // fetched ahead, verified
+		}
 		if data := f.readLocalBlock(b, local[i]); data != nil {
 			if _, err := out.WriteAt(data, at); err != nil {
 				return "", fmt.Errorf("write temporary file: %w", err)

@@ -31,6 +31,9 @@ type Peers interface {
 	Request(ctx context.Context, peer identity.ID, req *protocol.Request) ([]byte, error)
 	// Connected reports whether peer is connected now.
 	Connected(peer identity.ID) bool
+	// Hint passes a hint to the connected peers sharing its folder,
+	// without waiting.
+	Hint(h *protocol.Hint)
 }
 
 // Options configure a Folder.
@@ -83,6 +86,10 @@ type Folder struct {
 	// new file as an unknown one).
 	flMu     sync.Mutex
 	inflight map[string]bool
+
+	// prefetch holds blocks of large files fetched ahead of their
+	// announcement (see HandleHint).
+	prefetch prefetches
 
 	stMu       sync.Mutex
 	state      string
@@ -314,6 +321,7 @@ func (f *Folder) Run(ctx context.Context) error {
 
 	wg.Go(func() { f.pullLoop(ctx) })
 	wg.Go(func() { f.trashLoop(ctx) })
+	wg.Go(func() { f.prefetchLoop(ctx) })
 	f.scanLoop(ctx)
 	return nil
 }

@@ -38,6 +38,8 @@ func newFakePeers() *fakePeers {
 
 func (p *fakePeers) Connected(identity.ID) bool { return true }
 
+func (p *fakePeers) Hint(*protocol.Hint) {}
+
 func (p *fakePeers) Request(ctx context.Context, _ identity.ID, req *protocol.Request) ([]byte, error) {
 	p.mu.Lock()
 	d, gate := p.data[req.Hash], p.hold[req.Path]

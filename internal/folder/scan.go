@@ -214,7 +214,7 @@ func (f *Folder) consider(rel string, st fsutil.Stat, old record.Record, had boo
 	cur := record.Record{Path: rel, Type: st.Type, Mode: st.Mode, MTime: st.MTime, UID: st.UID, GID: st.GID, Inode: st.Inode, CTime: st.CTime}
 	switch st.Type {
 	case record.File:
-		bl, size, err := f.hashFile(rel)
+		bl, size, err := f.hashFileHinting(rel, st.Size)
 		if err != nil {
 			f.setItemErr(rel, err)
 			return
@@ -377,4 +377,15 @@ func (f *Folder) hashFile(rel string) ([]record.Block, int64, error) {
 	}
 	defer fh.Close()
 	return blocks.Hash(fh)
+}
+
+// hashFileHinting is hashFile for a scan: a large file's first blocks are
+// hinted to the peers while the rest is hashed (hintingHash).
+func (f *Folder) hashFileHinting(rel string, size int64) ([]record.Block, int64, error) {
+	fh, err := f.root.OpenRead(rel)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer fh.Close()
+	return f.hintingHash(rel, size, fh)
 }

@@ -60,6 +60,10 @@ type conn struct {
 	nextID  uint32
 	waiting map[uint32]chan *protocol.Response
 	sent    map[string]*atomic.Uint64 // folder -> highest local seq sent
+
+	// hints waiting to be sent; a hint that finds it full is dropped (it
+	// is advice: the peer fetches the file when it is announced anyway).
+	hints chan *protocol.Hint
 }
 
 func newConn(n *Node, tc *tls.Conn, peer identity.ID, dialed bool) *conn {
@@ -69,6 +73,7 @@ func newConn(n *Node, tc *tls.Conn, peer identity.ID, dialed bool) *conn {
 		pc:      protocol.New(cnt),
 		done:    make(chan struct{}),
 		waiting: map[uint32]chan *protocol.Response{},
+		hints:   make(chan *protocol.Hint, hintQueue),
 		sent:    map[string]*atomic.Uint64{},
 	}
 }
@@ -162,6 +167,7 @@ func (c *conn) run(ctx context.Context) error {
 		f.Wake() // versions waiting for a source may now be fetched
 	}
 	wg.Go(func() { c.pinger(ctx) })
+	wg.Go(func() { c.sendHints(ctx) })
 	err = c.readLoop()
 	c.close(err)
 	c.mu.Lock()
@@ -195,6 +201,43 @@ func (c *conn) sendIndex(ctx context.Context, f *folder.Folder, sent *atomic.Uin
 		case <-c.done:
 			return
 		case <-ch:
+		}
+	}
+}
+
+// hintQueue is how many hints may wait for one connection.
+const hintQueue = 64
+
+// shares reports whether the peer shares folder (its Hello named it).
+func (c *conn) shares(folder string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sent[folder] != nil
+}
+
+// hint queues h for the peer without waiting; it reports whether h was
+// queued.
+func (c *conn) hint(h *protocol.Hint) bool {
+	select {
+	case c.hints <- h:
+		return true
+	default:
+		return false
+	}
+}
+
+func (c *conn) sendHints(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.done:
+			return
+		case h := <-c.hints:
+			if err := c.pc.Send(h); err != nil {
+				c.close(err)
+				return
+			}
 		}
 	}
 }
@@ -292,6 +335,11 @@ func (c *conn) readLoop() error {
 			c.mu.Unlock()
 			if ch != nil {
 				ch <- m
+			}
+		case *protocol.Hint:
+			// Advice for a shared folder; anything else is ignored.
+			if f := c.n.folders[m.Folder]; f != nil && c.shares(m.Folder) {
+				f.HandleHint(c.peer, m)
 			}
 		case *protocol.Hello:
 			return fmt.Errorf("peer %s sent a second hello", c.peer.Short())

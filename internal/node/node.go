@@ -128,6 +128,22 @@ func (n *Node) Request(ctx context.Context, peer identity.ID, req *protocol.Requ
 	return c.request(ctx, req)
 }
 
+// Hint passes h to every connected peer that shares its folder, without
+// waiting for any of them.
+func (n *Node) Hint(h *protocol.Hint) {
+	n.mu.Lock()
+	conns := make([]*conn, 0, len(n.conns))
+	for _, c := range n.conns {
+		conns = append(conns, c)
+	}
+	n.mu.Unlock()
+	for _, c := range conns {
+		if c.shares(h.Folder) {
+			c.hint(h)
+		}
+	}
+}
+
 // ListenAddr returns the bound listen address once Run has started.
 func (n *Node) ListenAddr() net.Addr {
 	<-n.ready

@@ -32,6 +32,7 @@ const (
 	TypeRequest
 	TypeResponse
 	TypePing
+	TypeHint
 )
 
 // Hello is the first message on a connection, both ways.
@@ -87,8 +88,24 @@ type Response struct {
 // Ping keeps an idle connection alive.
 type Ping struct{}
 
+// Hint tells peers which blocks of a large file the sender has hashed so
+// far, while it is still hashing the rest, so that they can start fetching
+// them before the file is announced. It is advice, not a version: the
+// receiver verifies every block against its hash and keeps it only for a
+// version that is announced later with the same block at the same offset.
+type Hint struct {
+	Folder string `cbor:"1,keyasint"`
+	Path   string `cbor:"2,keyasint"`
+	// Size is the file's size when the sender began hashing it.
+	Size int64 `cbor:"3,keyasint"`
+	// Offset is where the first of Blocks begins; they follow each other.
+	Offset int64          `cbor:"4,keyasint"`
+	Blocks []record.Block `cbor:"5,keyasint"`
+}
+
 // ProtocolVersion is sent in Hello; peers with another version are refused.
-const ProtocolVersion = 2
+// Version 3 added Hint.
+const ProtocolVersion = 3
 
 var (
 	encMode, _ = cbor.EncOptions{}.EncMode()
@@ -122,6 +139,8 @@ func typeOf(m any) (Type, error) {
 		return TypeResponse, nil
 	case *Ping:
 		return TypePing, nil
+	case *Hint:
+		return TypeHint, nil
 	}
 	return 0, fmt.Errorf("protocol: cannot send %T", m)
 }
@@ -213,7 +232,7 @@ func decodeResponse(body []byte) (*Response, error) {
 }
 
 // Receive reads the next message: one of *Hello, *Index, *Request,
-// *Response, *Ping.
+// *Response, *Ping, *Hint.
 func (c *Conn) Receive() (any, error) {
 	var hdr [5]byte
 	if _, err := io.ReadFull(c.r, hdr[:]); err != nil {
@@ -248,6 +267,8 @@ func (c *Conn) Receive() (any, error) {
 		m = new(Request)
 	case TypePing:
 		m = new(Ping)
+	case TypeHint:
+		m = new(Hint)
 	default:
 		return nil, fmt.Errorf("protocol: unknown message type %d", hdr[4])
 	}

@@ -29,6 +29,7 @@ func TestRoundTrip(t *testing.T) {
 		&Response{ID: 2, Err: "no such file"},
 		&Response{ID: 3},
 		&Ping{},
+		&Hint{Folder: "www", Path: "big.iso", Size: 1 << 30, Offset: 256 << 10, Blocks: []record.Block{{Size: 128 << 10, Hash: [32]byte{1}}, {Size: 40 << 10, Hash: [32]byte{2}}}},
 	}
 	go func() {
 		for _, m := range msgs {

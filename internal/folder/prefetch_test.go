@@ -1,0 +1,281 @@
+package folder
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"tandem/internal/blocks"
+	"tandem/internal/identity"
+	"tandem/internal/index"
+	"tandem/internal/protocol"
+	"tandem/internal/record"
+	"tandem/internal/version"
+)
+
+// countingPeers is fakePeers that counts the requests for each block and
+// keeps the hints the folder sends.
+type countingPeers struct {
+	*fakePeers
+	cmu   sync.Mutex
+	n     map[[32]byte]int
+	hints []*protocol.Hint
+}
+
+func newCountingPeers() *countingPeers {
+	return &countingPeers{fakePeers: newFakePeers(), n: map[[32]byte]int{}}
+}
+
+func (c *countingPeers) Request(ctx context.Context, id identity.ID, req *protocol.Request) ([]byte, error) {
+	c.cmu.Lock()
+	c.n[req.Hash]++
+	c.cmu.Unlock()
+	return c.fakePeers.Request(ctx, id, req)
+}
+
+func (c *countingPeers) Hint(h *protocol.Hint) {
+	c.cmu.Lock()
+	c.hints = append(c.hints, h)
+	c.cmu.Unlock()
+}
+
+func (c *countingPeers) requests(h [32]byte) int {
+	c.cmu.Lock()
+	defer c.cmu.Unlock()
+	return c.n[h]
+}
+
+func randomData(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func waitReady(t *testing.T, f *Folder) {
+	t.Helper()
+	waitFor(t, "the initial scan", func() bool {
+		f.stMu.Lock()
+		defer f.stMu.Unlock()
+		return f.ready
+	})
+}
+
+// serve registers every block of data with the fake peers.
+func serve(p *fakePeers, data []byte, bl []record.Block) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var off int
+	for _, b := range bl {
+		p.data[b.Hash] = data[off : off+int(b.Size)]
+		off += int(b.Size)
+	}
+}
+
+// TestPrefetchedBlocksAreTakenOver hints the first half of a large file,
+// one hinted block being another version's, then announces the file: the
+// file placed must be exact, no block fetched ahead may be fetched again,
+// the other version's block is replaced, and no temporary file is left.
+func TestPrefetchedBlocksAreTakenOver(t *testing.T) {
+	peers := newCountingPeers()
+	f, root := startFolder(t, peers)
+	waitReady(t, f)
+	data := randomData(hintMin+5<<20, 1)
+	bl, size, err := blocks.Hash(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(peers.fakePeers, data, bl)
+	half := len(bl) / 2
+	hinted := append([]record.Block(nil), bl[:half]...)
+	// Block 3 as it was in an older version: same size, other bytes.
+	decoy := randomData(int(bl[3].Size), 2)
+	hinted[3] = record.Block{Size: bl[3].Size, Hash: sha256.Sum256(decoy)}
+	peers.mu.Lock()
+	peers.data[hinted[3].Hash] = decoy
+	peers.mu.Unlock()
+
+	peer := identity.ID{9, 9, 9}
+	// Hinted in two parts, as a sender hashing the file would.
+	q := half / 2
+	var qAt int64
+	for _, b := range hinted[:q] {
+		qAt += int64(b.Size)
+	}
+	f.HandleHint(peer, &protocol.Hint{Folder: "f", Path: "big.bin", Size: size, Offset: 0, Blocks: hinted[:q]})
+	f.HandleHint(peer, &protocol.Hint{Folder: "f", Path: "big.bin", Size: size, Offset: qAt, Blocks: hinted[q:]})
+	waitFor(t, "the hinted blocks to be fetched ahead", func() bool {
+		f.prefetch.mu.Lock()
+		pf := f.prefetch.m["big.bin"]
+		f.prefetch.mu.Unlock()
+		if pf == nil {
+			return false
+		}
+		pf.mu.Lock()
+		defer pf.mu.Unlock()
+		return len(pf.have) == half
+	})
+
+	by := peer.Short64()
+	r := record.Record{Path: "big.bin", Type: record.File, Size: size, Mode: 0o644, MTime: 1e18, Blocks: bl,
+		Version: version.Vector{}.Update(by, 0), ModifiedBy: by, Dot: 1}
+	if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 7, Records: []record.Record{r}, Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "big.bin to be placed", func() bool {
+		got, err := os.ReadFile(filepath.Join(root, "big.bin"))
+		return err == nil && bytes.Equal(got, data)
+	})
+	for i, b := range bl {
+		if n := peers.requests(b.Hash); n != 1 {
+			t.Errorf("block %d requested %d times, want once", i, n)
+		}
+	}
+	if n := peers.requests(hinted[3].Hash); n != 1 {
+		t.Errorf("the other version's block requested %d times", n)
+	}
+	waitFor(t, "no temporary file left", func() bool {
+		es, _ := os.ReadDir(f.tmpDir())
+		return len(es) == 0
+	})
+}
+
+// TestUnclaimedPrefetchIsDropped: blocks fetched ahead for a file that is
+// never announced are dropped after prefetchIdle, file and all, and an
+// invalid hint starts nothing.
+func TestUnclaimedPrefetchIsDropped(t *testing.T) {
+	peers := newCountingPeers()
+	f, _ := startFolder(t, peers)
+	waitReady(t, f)
+	data := randomData(hintMin+1<<20, 3)
+	bl, size, _ := blocks.Hash(bytes.NewReader(data))
+	serve(peers.fakePeers, data, bl)
+	peer := identity.ID{9, 9, 9}
+	for _, bad := range []*protocol.Hint{
+		{Folder: "f", Path: "../escape", Size: size, Blocks: bl[:2]},
+		{Folder: "f", Path: "small", Size: 1 << 20, Blocks: bl[:2]},
+		{Folder: "f", Path: "past-end", Size: size, Offset: size - 1, Blocks: bl[:2]},
+		{Folder: "f", Path: "huge-block", Size: size, Blocks: []record.Block{{Size: blocks.MaxSize + 1}}},
+	} {
+		f.HandleHint(peer, bad)
+	}
+	f.prefetch.mu.Lock()
+	n := len(f.prefetch.m)
+	f.prefetch.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("invalid hints started %d prefetches", n)
+	}
+	f.HandleHint(peer, &protocol.Hint{Folder: "f", Path: "gone.bin", Size: size, Blocks: bl[:4]})
+	var name string
+	waitFor(t, "the hinted blocks to be fetched ahead", func() bool {
+		f.prefetch.mu.Lock()
+		pf := f.prefetch.m["gone.bin"]
+		f.prefetch.mu.Unlock()
+		if pf == nil {
+			return false
+		}
+		name = pf.name
+		pf.mu.Lock()
+		defer pf.mu.Unlock()
+		return len(pf.have) == 4
+	})
+	f.dropPrefetches(time.Now(), false)
+	if _, err := os.Stat(name); err != nil {
+		t.Fatalf("a fresh prefetch was dropped: %v", err)
+	}
+	f.dropPrefetches(time.Now().Add(prefetchIdle+time.Second), false)
+	if _, err := os.Stat(name); !os.IsNotExist(err) {
+		t.Fatalf("an idle prefetch's file is still there: %v", err)
+	}
+	f.prefetch.mu.Lock()
+	n = len(f.prefetch.m)
+	f.prefetch.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d prefetches left", n)
+	}
+}
+
+// TestScanHintsOnlyNewBlocks: hashing a new large file hints all its
+// blocks, in order; a copy of it hints nothing (the peers have those
+// blocks); a copy with a few changed bytes hints only the changed block.
+func TestScanHintsOnlyNewBlocks(t *testing.T) {
+	peers := newCountingPeers()
+	f, root := startFolder(t, peers)
+	waitReady(t, f)
+	data := randomData(hintMin+9<<20, 4)
+	bl, _, _ := blocks.Hash(bytes.NewReader(data))
+	recorded := func(p string) func() bool {
+		return func() bool {
+			var ok bool
+			_ = f.idx.View(func(tx *index.Tx) error { _, ok, _ = tx.Get(p); return nil })
+			return ok
+		}
+	}
+	hinted := func() []*protocol.Hint {
+		peers.cmu.Lock()
+		defer peers.cmu.Unlock()
+		h := peers.hints
+		peers.hints = nil
+		return h
+	}
+	if err := os.WriteFile(filepath.Join(root, "a.bin"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.requestScan([]string{"a.bin"}, false)
+	waitFor(t, "a.bin to be recorded", recorded("a.bin"))
+	var at int64
+	n := 0
+	for _, h := range hinted() {
+		if h.Path != "a.bin" || h.Offset != at || h.Folder != "f" {
+			t.Fatalf("hint %+v, want a.bin at %d", h, at)
+		}
+		for _, b := range h.Blocks {
+			if b != bl[n] {
+				t.Fatalf("hinted block %d differs", n)
+			}
+			at += int64(b.Size)
+			n++
+		}
+	}
+	if n < len(bl)/2 || n >= len(bl) {
+		t.Errorf("%d of %d blocks hinted while hashing", n, len(bl))
+	}
+
+	if err := os.WriteFile(filepath.Join(root, "copy.bin"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.requestScan([]string{"copy.bin"}, false)
+	waitFor(t, "copy.bin to be recorded", recorded("copy.bin"))
+	if h := hinted(); len(h) != 0 {
+		t.Errorf("a copy of a known file sent %d hints", len(h))
+	}
+
+	changed := bytes.Clone(data)
+	copy(changed[10<<20:], "changed")
+	if err := os.WriteFile(filepath.Join(root, "changed.bin"), changed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.requestScan([]string{"changed.bin"}, false)
+	waitFor(t, "changed.bin to be recorded", recorded("changed.bin"))
+	var blocksHinted int
+	covered := false
+	for _, h := range hinted() {
+		end := h.Offset
+		for _, b := range h.Blocks {
+			end += int64(b.Size)
+		}
+		blocksHinted += len(h.Blocks)
+		covered = covered || (h.Offset <= 10<<20 && 10<<20 < end)
+	}
+	if !covered || blocksHinted > 3 {
+		t.Errorf("a change of 7 bytes hinted %d blocks (covering it: %v), want 1 to 3 around it", blocksHinted, covered)
+	}
+}
