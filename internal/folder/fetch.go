@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -32,11 +33,25 @@ func (f *Folder) tmpDir() string { return filepath.Join(f.markerPath(), "tmp") }
 // temporary file is gone) or not.
 func (f *Folder) tmpNameFor(r *record.Record) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%d\x00%d\x00%d\x00%d\x00%s\x00", r.Path, r.Type, r.ModifiedBy, r.Dot, r.Size, r.Target)
+	h.Write(tmpNameKey(r))
 	for _, b := range r.Blocks {
 		h.Write(b.Hash[:])
 	}
 	return filepath.Join(f.tmpDir(), "v-"+hex.EncodeToString(h.Sum(nil)[:16]))
+}
+
+// tmpNameKey is what names r's temporary file besides its blocks' hashes:
+// the bytes of fmt's "%s\x00%d\x00%d\x00%d\x00%d\x00%s\x00" of path,
+// type, modifier, dot, size and target (names stay those of earlier
+// releases, which recover may find after an upgrade), without fmt's cost.
+func tmpNameKey(r *record.Record) []byte {
+	b := make([]byte, 0, len(r.Path)+len(r.Target)+64)
+	b = append(append(b, r.Path...), 0)
+	b = append(strconv.AppendUint(b, uint64(r.Type), 10), 0)
+	b = append(strconv.AppendUint(b, r.ModifiedBy, 10), 0)
+	b = append(strconv.AppendUint(b, r.Dot, 10), 0)
+	b = append(strconv.AppendInt(b, r.Size, 10), 0)
+	return append(append(b, r.Target...), 0)
 }
 
 // createTmp creates name exclusively, replacing a leftover of an earlier

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -277,5 +278,20 @@ func TestScanHintsOnlyNewBlocks(t *testing.T) {
 	}
 	if !covered || blocksHinted > 3 {
 		t.Errorf("a change of 7 bytes hinted %d blocks (covering it: %v), want 1 to 3 around it", blocksHinted, covered)
+	}
+}
+
+// tmpNameKey must give the bytes the fmt format of earlier releases gave,
+// so that recover finds their temporary files after an upgrade.
+func TestTmpNameKeyMatchesFormat(t *testing.T) {
+	for _, r := range []record.Record{
+		{Path: "a/b.txt", Type: record.File, ModifiedBy: 1<<64 - 1, Dot: 7, Size: 123456789},
+		{Path: "l", Type: record.Symlink, ModifiedBy: 3, Dot: 1, Target: "../x y"},
+		{Path: "ünï/cödé", Type: record.File},
+	} {
+		want := fmt.Sprintf("%s\x00%d\x00%d\x00%d\x00%d\x00%s\x00", r.Path, r.Type, r.ModifiedBy, r.Dot, r.Size, r.Target)
+		if got := string(tmpNameKey(&r)); got != want {
+			t.Errorf("%q, want %q", got, want)
+		}
 	}
 }
