@@ -56,6 +56,11 @@ type prefetch struct {
 	closed bool                   // taken over or dropped: no new fetches
 	have   map[int64]record.Block // verified blocks, by offset
 	queued map[int64]bool         // requested (or done), by offset
+	// end is where the furthest block requested ends. A block is only
+	// requested at or after it, so requested blocks never overlap: a
+	// block of another hashing of the file (it was changed meanwhile)
+	// must not overwrite part of one that is held.
+	end int64
 	last   time.Time              // last hint
 }
 
@@ -99,8 +104,9 @@ func (f *Folder) HandleHint(peer identity.ID, h *protocol.Hint) {
 	pf.mu.Lock()
 	pf.last = now
 	for i, b := range h.Blocks {
-		if !local[i] && !pf.queued[at] {
+		if !local[i] && !pf.queued[at] && at >= pf.end {
 			pf.queued[at] = true
+			pf.end = at + int64(b.Size)
 			todo = append(todo, want{at, b})
 		}
 		at += int64(b.Size)

@@ -295,3 +295,57 @@ func TestTmpNameKeyMatchesFormat(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefetchOfTwoHashingsDoesNotOverlap hints a file as hashed once,
+// then as hashed again after 100 bytes were inserted at its start (every
+// block moved): blocks fetched ahead must never overlap (a later one
+// would overwrite part of one held), and the second version, announced,
+// must be placed exact.
+func TestPrefetchOfTwoHashingsDoesNotOverlap(t *testing.T) {
+	peers := newCountingPeers()
+	f, root := startFolder(t, peers)
+	waitReady(t, f)
+	v1 := randomData(hintMin+3<<20, 5)
+	v2 := append(randomData(100, 6), v1...)
+	bl1, size1, _ := blocks.Hash(bytes.NewReader(v1))
+	bl2, size2, _ := blocks.Hash(bytes.NewReader(v2))
+	serve(peers.fakePeers, v1, bl1)
+	serve(peers.fakePeers, v2, bl2)
+	peer := identity.ID{9, 9, 9}
+	f.HandleHint(peer, &protocol.Hint{Folder: "f", Path: "moving.bin", Size: size1, Blocks: bl1[:len(bl1)/2]})
+	f.HandleHint(peer, &protocol.Hint{Folder: "f", Path: "moving.bin", Size: size2, Blocks: bl2[:len(bl2)-1]})
+	f.prefetch.mu.Lock()
+	pf := f.prefetch.m["moving.bin"]
+	f.prefetch.mu.Unlock()
+	if pf == nil {
+		t.Fatal("no prefetch started")
+	}
+	type span struct{ from, to int64 }
+	var spans []span
+	waitFor(t, "the fetches ahead to settle", func() bool {
+		pf.mu.Lock()
+		defer pf.mu.Unlock()
+		spans = spans[:0]
+		for at, b := range pf.have {
+			spans = append(spans, span{at, at + int64(b.Size)})
+		}
+		return len(pf.have) == len(pf.queued)
+	})
+	for i, a := range spans {
+		for _, b := range spans[i+1:] {
+			if a.from < b.to && b.from < a.to {
+				t.Fatalf("blocks fetched ahead overlap: [%d,%d) and [%d,%d)", a.from, a.to, b.from, b.to)
+			}
+		}
+	}
+	by := peer.Short64()
+	r := record.Record{Path: "moving.bin", Type: record.File, Size: size2, Mode: 0o644, MTime: 1e18, Blocks: bl2,
+		Version: version.Vector{}.Update(by, 0), ModifiedBy: by, Dot: 1}
+	if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 7, Records: []record.Record{r}, Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "moving.bin to be placed exact", func() bool {
+		got, err := os.ReadFile(filepath.Join(root, "moving.bin"))
+		return err == nil && bytes.Equal(got, v2)
+	})
+}
