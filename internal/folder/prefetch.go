@@ -60,8 +60,8 @@ type prefetch struct {
 	// requested at or after it, so requested blocks never overlap: a
 	// block of another hashing of the file (it was changed meanwhile)
 	// must not overwrite part of one that is held.
-	end int64
-	last   time.Time              // last hint
+	end  int64
+	last time.Time // last hint
 }
 
 // prefetches are a folder's prefetches, by path.
