@@ -204,80 +204,105 @@ func TestUnclaimedPrefetchIsDropped(t *testing.T) {
 	}
 }
 
-// TestScanHintsOnlyNewBlocks: hashing a new large file hints all its
-// blocks, in order; a copy of it hints nothing (the peers have those
-// blocks); a copy with a few changed bytes hints only the changed block.
+// TestScanHintsOnlyNewBlocks: hashing a new large file hints its blocks,
+// in order from the start; a copy of it hints nothing (the peers have
+// those blocks); a copy with a few changed bytes hints only blocks around
+// the change. A file may be hashed more than once (the watcher reports
+// it, and a hashing that saw it move is redone): each hashing is checked.
 func TestScanHintsOnlyNewBlocks(t *testing.T) {
 	peers := newCountingPeers()
 	f, root := startFolder(t, peers)
 	waitReady(t, f)
 	data := randomData(hintMin+9<<20, 4)
 	bl, _, _ := blocks.Hash(bytes.NewReader(data))
-	recorded := func(p string) func() bool {
-		return func() bool {
+	outside := t.TempDir()
+	// put writes a file next to the root and renames it in whole.
+	put := func(name string, content []byte) {
+		t.Helper()
+		tmp := filepath.Join(outside, name)
+		if err := os.WriteFile(tmp, content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(root, name)); err != nil {
+			t.Fatal(err)
+		}
+		f.requestScan([]string{name}, false)
+		waitFor(t, name+" to be recorded", func() bool {
+			var r record.Record
 			var ok bool
-			_ = f.idx.View(func(tx *index.Tx) error { _, ok, _ = tx.Get(p); return nil })
-			return ok
-		}
+			_ = f.idx.View(func(tx *index.Tx) error { r, ok, _ = tx.Get(name); return nil })
+			return ok && r.Size == int64(len(content))
+		})
 	}
-	hinted := func() []*protocol.Hint {
+	// passes returns the hints sent since the last call, split into one
+	// list per hashing (a hashing hints at increasing offsets).
+	passes := func() [][]*protocol.Hint {
 		peers.cmu.Lock()
-		defer peers.cmu.Unlock()
-		h := peers.hints
+		hs := peers.hints
 		peers.hints = nil
-		return h
-	}
-	if err := os.WriteFile(filepath.Join(root, "a.bin"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f.requestScan([]string{"a.bin"}, false)
-	waitFor(t, "a.bin to be recorded", recorded("a.bin"))
-	var at int64
-	n := 0
-	for _, h := range hinted() {
-		if h.Path != "a.bin" || h.Offset != at || h.Folder != "f" {
-			t.Fatalf("hint %+v, want a.bin at %d", h, at)
-		}
-		for _, b := range h.Blocks {
-			if b != bl[n] {
-				t.Fatalf("hinted block %d differs", n)
+		peers.cmu.Unlock()
+		var out [][]*protocol.Hint
+		last := int64(-1)
+		for _, h := range hs {
+			if h.Offset <= last || out == nil {
+				out = append(out, nil)
 			}
-			at += int64(b.Size)
-			n++
+			out[len(out)-1] = append(out[len(out)-1], h)
+			last = h.Offset
 		}
-	}
-	if n < len(bl)/2 || n >= len(bl) {
-		t.Errorf("%d of %d blocks hinted while hashing", n, len(bl))
+		return out
 	}
 
-	if err := os.WriteFile(filepath.Join(root, "copy.bin"), data, 0o644); err != nil {
-		t.Fatal(err)
+	put("a.bin", data)
+	ps := passes()
+	if len(ps) == 0 {
+		t.Fatal("hashing a new large file sent no hint")
 	}
-	f.requestScan([]string{"copy.bin"}, false)
-	waitFor(t, "copy.bin to be recorded", recorded("copy.bin"))
-	if h := hinted(); len(h) != 0 {
-		t.Errorf("a copy of a known file sent %d hints", len(h))
+	for _, pass := range ps {
+		var at int64
+		n := 0
+		for _, h := range pass {
+			if h.Path != "a.bin" || h.Offset != at || h.Folder != "f" {
+				t.Fatalf("hint %s at %d, want a.bin at %d", h.Path, h.Offset, at)
+			}
+			for _, b := range h.Blocks {
+				if n >= len(bl) || b != bl[n] {
+					t.Fatalf("hinted block %d differs", n)
+				}
+				at += int64(b.Size)
+				n++
+			}
+		}
+		if n < len(bl)/2 || n >= len(bl) {
+			t.Errorf("%d of %d blocks hinted while hashing", n, len(bl))
+		}
+	}
+
+	put("copy.bin", data)
+	if ps := passes(); len(ps) != 0 {
+		t.Errorf("a copy of a known file sent %d hints", len(ps[0]))
 	}
 
 	changed := bytes.Clone(data)
 	copy(changed[10<<20:], "changed")
-	if err := os.WriteFile(filepath.Join(root, "changed.bin"), changed, 0o644); err != nil {
-		t.Fatal(err)
+	put("changed.bin", changed)
+	ps = passes()
+	if len(ps) == 0 {
+		t.Fatal("a changed copy sent no hint")
 	}
-	f.requestScan([]string{"changed.bin"}, false)
-	waitFor(t, "changed.bin to be recorded", recorded("changed.bin"))
-	var blocksHinted int
-	covered := false
-	for _, h := range hinted() {
-		end := h.Offset
-		for _, b := range h.Blocks {
-			end += int64(b.Size)
+	for _, pass := range ps {
+		blocksHinted, covered := 0, false
+		for _, h := range pass {
+			end := h.Offset
+			for _, b := range h.Blocks {
+				end += int64(b.Size)
+			}
+			blocksHinted += len(h.Blocks)
+			covered = covered || (h.Offset <= 10<<20 && 10<<20 < end)
 		}
-		blocksHinted += len(h.Blocks)
-		covered = covered || (h.Offset <= 10<<20 && 10<<20 < end)
-	}
-	if !covered || blocksHinted > 3 {
-		t.Errorf("a change of 7 bytes hinted %d blocks (covering it: %v), want 1 to 3 around it", blocksHinted, covered)
+		if !covered || blocksHinted > 3 {
+			t.Errorf("a change of 7 bytes hinted %d blocks (covering it: %v), want 1 to 3 around it", blocksHinted, covered)
+		}
 	}
 }
 
