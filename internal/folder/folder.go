@@ -22,6 +22,7 @@ import (
 	"tandem/internal/index"
 	"tandem/internal/protocol"
 	"tandem/internal/record"
+	"tandem/internal/version"
 	"tandem/internal/watcher"
 )
 
@@ -91,6 +92,9 @@ type Folder struct {
 	// announcement (see HandleHint).
 	prefetch prefetches
 
+	// lastDot is the last event counter this node issued (see eventAt).
+	lastDot atomic.Uint64
+
 	stMu       sync.Mutex
 	state      string
 	lastErr    string
@@ -152,6 +156,26 @@ func New(opt Options) *Folder {
 		state:      "starting",
 		itemErrs:   map[string]string{},
 		retryAfter: map[string]retry{},
+	}
+}
+
+// eventAt returns the counter of a new local event on a path whose
+// version holds prev: above prev's counter of this node, and above every
+// counter issued before in this folder, so that an event's dot (node,
+// counter) names it across all paths, not only on its own. A conflict
+// copy's records carry dots of its original's path next to dots of its
+// own (Replacing), and two events on different paths with one dot would
+// be taken for each other: a copy deleted as replaced by a change that
+// never saw it. Counters are wall-clock nanoseconds, so they keep
+// increasing across restarts without being stored.
+func (f *Folder) eventAt(prev version.Vector) uint64 {
+	floor := prev.Get(f.meShort) + 1
+	for {
+		last := f.lastDot.Load()
+		n := max(last+1, uint64(f.opt.Now().UnixNano()), floor)
+		if f.lastDot.CompareAndSwap(last, n) {
+			return n
+		}
 	}
 }
 

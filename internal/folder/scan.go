@@ -318,7 +318,7 @@ func (f *Folder) commitLocal(tx *index.Tx, cur record.Record) (bool, error) {
 	if had && !f.withOwner && !old.Deleted {
 		cur.UID, cur.GID = old.UID, old.GID
 	}
-	cur = cur.NewEvent(old.Version, f.meShort, uint64(f.opt.Now().Unix()))
+	cur = cur.NewEvent(old.Version, f.meShort, f.eventAt(old.Version))
 	if had && !old.Deleted {
 		cur = cur.Replacing(&old)
 	}
@@ -355,7 +355,7 @@ func (f *Folder) markDeleted(tx *index.Tx, rel string) (bool, error) {
 	now := f.opt.Now()
 	for _, r := range recs {
 		t := record.Record{Path: r.Path, Type: r.Type, Deleted: true, MTime: now.UnixNano()}.
-			Replacing(&r).NewEvent(r.Version, f.meShort, uint64(now.Unix()))
+			Replacing(&r).NewEvent(r.Version, f.meShort, f.eventAt(r.Version))
 		if _, err := tx.Put(t); err != nil {
 			return false, err
 		}

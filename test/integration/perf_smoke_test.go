@@ -110,13 +110,18 @@ func TestSmokeDelta(t *testing.T) {
 	wire := c.CountWire()
 	a, b := c.Nodes[0], c.Nodes[1]
 	c.Start()
-	big := randomData(32<<20, 5)
+	// Large enough to be hinted while a hashes it (b fetches its start
+	// ahead): the wire must still carry it once, not once ahead and once
+	// when it is announced.
+	big := randomData(48<<20, 5)
 	must(t, os.WriteFile(filepath.Join(a.Home, "big.bin"), big, 0o644))
 	must(t, os.Rename(filepath.Join(a.Home, "big.bin"), a.Path("big.bin")))
 	c.Converged(settle)
 	inSync(t, c)
-	if w := wire(); w < 32<<20 {
-		t.Fatalf("only %d bytes on the wire for a 32 MiB file of random data", w)
+	if w := wire(); w < 48<<20 || w > 52<<20 {
+		t.Fatalf("%d bytes on the wire for a 48 MiB file of random data: want it once", w)
+	} else {
+		t.Logf("48 MiB file: %d bytes on the wire", w)
 	}
 	steps := []struct {
 		name  string
@@ -127,7 +132,7 @@ func TestSmokeDelta(t *testing.T) {
 		{"64 KiB overwritten mid-file", 1 << 20, func() {
 			f, err := os.OpenFile(a.Path("big.bin"), os.O_WRONLY, 0)
 			must(t, err)
-			_, err = f.WriteAt(bytes.Repeat([]byte{0x5a}, 64<<10), 16<<20)
+			_, err = f.WriteAt(bytes.Repeat([]byte{0x5a}, 64<<10), 24<<20)
 			must(t, err)
 			must(t, f.Close())
 		}, "big.bin"},
