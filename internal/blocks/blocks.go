@@ -58,6 +58,7 @@ func HashReporting(r io.Reader, every int64, report func(offset int64, blocks []
 	}()
 	// For report: blocks[:reported] were reported, the first at
 	// reportedAt; hashed marks the blocks whose hash is known.
+	reporting := report != nil && every > 0
 	var (
 		hashed     []bool
 		reported   int
@@ -69,18 +70,19 @@ func HashReporting(r io.Reader, every int64, report func(offset int64, blocks []
 		if len(c) > 0 {
 			i := len(out)
 			out = append(out, record.Block{Size: uint32(len(c))})
-			hashed = append(hashed, false)
+			if reporting {
+				hashed = append(hashed, i == 0)
+			}
 			total += int64(len(c))
 			if i == 0 {
 				out[0].Hash = sha256.Sum256(c) // most files are one block
-				hashed[0] = true
 			} else {
 				if p == nil {
 					p = newHasher()
 				}
 				p.add(i, c)
 			}
-			if report != nil && every > 0 && total >= nextReport {
+			if reporting && total >= nextReport {
 				nextReport = total + every
 				if p != nil {
 					for _, h := range p.take() {

@@ -369,7 +369,7 @@ func (f *Folder) recover() error {
 		case r.Type == record.Dir:
 			match = true
 		case r.Type == record.File && st.Size == r.Size:
-			bl, size, herr := f.hashFile(r.Path)
+			bl, size, herr := f.hashFile(r.Path, 0)
 			cur := record.Record{Type: record.File, Size: size, Blocks: bl}
 			match = herr == nil && record.SameContent(&cur, &r)
 		case r.Type == record.Symlink:

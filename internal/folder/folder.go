@@ -159,6 +159,12 @@ func New(opt Options) *Folder {
 	}
 }
 
+// newEvent returns r as a new local event replacing a version with
+// context prev (record.NewEvent with this folder's counter, eventAt).
+func (f *Folder) newEvent(r record.Record, prev version.Vector) record.Record {
+	return r.NewEvent(prev, f.meShort, f.eventAt(prev))
+}
+
 // eventAt returns the counter of a new local event on a path whose
 // version holds prev: above prev's counter of this node, and above every
 // counter issued before in this folder, so that an event's dot (node,

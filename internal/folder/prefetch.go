@@ -55,7 +55,7 @@ type prefetch struct {
 	mu     sync.Mutex
 	closed bool                   // taken over or dropped: no new fetches
 	have   map[int64]record.Block // verified blocks, by offset
-	queued map[int64]bool         // requested (or done), by offset
+	asked  int                    // blocks requested (or done)
 	// end is where the furthest block requested ends. A block is only
 	// requested at or after it, so requested blocks never overlap: a
 	// block of another hashing of the file (it was changed meanwhile)
@@ -88,13 +88,7 @@ func (f *Folder) HandleHint(peer identity.ID, h *protocol.Hint) {
 	}
 	// Blocks a local file holds are copied from it when the version is
 	// fetched; only the others are worth fetching now.
-	local := make([]bool, len(h.Blocks))
-	_ = f.idx.View(func(tx *index.Tx) error {
-		for i, b := range h.Blocks {
-			local[i] = len(tx.FindBlock(b.Hash, 1)) > 0
-		}
-		return nil
-	})
+	local := f.heldLocally(h.Blocks)
 	type want struct {
 		at int64
 		b  record.Block
@@ -104,8 +98,8 @@ func (f *Folder) HandleHint(peer identity.ID, h *protocol.Hint) {
 	pf.mu.Lock()
 	pf.last = now
 	for i, b := range h.Blocks {
-		if !local[i] && !pf.queued[at] && at >= pf.end {
-			pf.queued[at] = true
+		if !local[i] && at >= pf.end {
+			pf.asked++
 			pf.end = at + int64(b.Size)
 			todo = append(todo, want{at, b})
 		}
@@ -115,7 +109,7 @@ func (f *Folder) HandleHint(peer identity.ID, h *protocol.Hint) {
 		pf.mu.Unlock()
 		return
 	}
-	pf.wg.Add(1) // under mu: adopt waits for this goroutine
+	pf.wg.Add(1) // under mu: stop waits for this goroutine
 	pf.mu.Unlock()
 	go func() {
 		defer pf.wg.Done()
@@ -189,7 +183,7 @@ func (f *Folder) prefetchFor(peer identity.ID, path string, now time.Time) *pref
 	pf := &prefetch{
 		path: path, src: peer, name: name, file: file,
 		ctx: ctx, cancel: cancel, sem: make(chan struct{}, window),
-		have: map[int64]record.Block{}, queued: map[int64]bool{}, last: now,
+		have: map[int64]record.Block{}, last: now,
 	}
 	if ps.m == nil {
 		ps.m = map[string]*prefetch{}
@@ -317,13 +311,7 @@ func (f *Folder) hintingHash(rel string, size int64, fh *os.File) ([]record.Bloc
 		// A block this node's index already knows (the file was renamed,
 		// copied, or changed in a few places) is known to the peers too,
 		// or will be: only runs of new blocks are hinted.
-		known := make([]bool, len(bs))
-		_ = f.idx.View(func(tx *index.Tx) error {
-			for i, b := range bs {
-				known[i] = len(tx.FindBlock(b.Hash, 1)) > 0
-			}
-			return nil
-		})
+		known := f.heldLocally(bs)
 		start, startAt, at := -1, int64(0), off
 		for i := 0; i <= len(bs); i++ {
 			if i < len(bs) && !known[i] {
@@ -339,4 +327,17 @@ func (f *Folder) hintingHash(rel string, size int64, fh *os.File) ([]record.Bloc
 			}
 		}
 	})
+}
+
+// heldLocally reports, for each block, whether the index knows a local
+// file that holds it.
+func (f *Folder) heldLocally(bs []record.Block) []bool {
+	held := make([]bool, len(bs))
+	_ = f.idx.View(func(tx *index.Tx) error {
+		for i, b := range bs {
+			held[i] = len(tx.FindBlock(b.Hash, 1)) > 0
+		}
+		return nil
+	})
+	return held
 }

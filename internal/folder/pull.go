@@ -139,8 +139,7 @@ func (f *Folder) plan() (items []item, waiting, absorbed bool, err error) {
 				if obsolete {
 					// A local delete of the copy, as if made here.
 					at := f.opt.Now()
-					del := record.Record{Path: p, Type: local.Type, Deleted: true, MTime: at.UnixNano()}.
-						Replacing(&local).NewEvent(local.Version, f.meShort, f.eventAt(local.Version))
+					del := f.newEvent(record.Record{Path: p, Type: local.Type, Deleted: true, MTime: at.UnixNano()}.Replacing(&local), local.Version)
 					f.log.Info("deleting a conflict copy: the version it kept was deleted or replaced by a change that saw it", "path", p, "copy of", local.CopyOf)
 					items = append(items, item{path: p, local: lp, dec: reconcile.Decision{Action: reconcile.Take, Result: del}})
 					continue
@@ -826,7 +825,7 @@ func (f *Folder) recordCopy(tx *index.Tx, cp *record.Record) error {
 	if err != nil {
 		return err
 	}
-	rec = rec.NewEvent(old.Version, f.meShort, f.eventAt(old.Version))
+	rec = f.newEvent(rec, old.Version)
 	if _, err := tx.Put(rec); err != nil {
 		return err
 	}
@@ -928,8 +927,8 @@ func (f *Folder) keepDir(j *job, st fsutil.Stat) error {
 		if err != nil {
 			return err
 		}
-		keep := record.Record{Path: j.path, Type: record.Dir, Mode: st.Mode, MTime: st.MTime, UID: st.UID, GID: st.GID,
-			Inode: st.Inode, CTime: st.CTime}.NewEvent(cur.Version.Merge(j.r.Version), f.meShort, f.eventAt(cur.Version.Merge(j.r.Version)))
+		keep := f.newEvent(record.Record{Path: j.path, Type: record.Dir, Mode: st.Mode, MTime: st.MTime, UID: st.UID, GID: st.GID,
+			Inode: st.Inode, CTime: st.CTime}, cur.Version.Merge(j.r.Version))
 		if _, err := tx.Put(keep); err != nil {
 			return err
 		}

@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strings"
 
-	"tandem/internal/blocks"
 	"tandem/internal/crashpoint"
 	"tandem/internal/fsutil"
 	"tandem/internal/index"
@@ -214,7 +213,7 @@ func (f *Folder) consider(rel string, st fsutil.Stat, old record.Record, had boo
 	cur := record.Record{Path: rel, Type: st.Type, Mode: st.Mode, MTime: st.MTime, UID: st.UID, GID: st.GID, Inode: st.Inode, CTime: st.CTime}
 	switch st.Type {
 	case record.File:
-		bl, size, err := f.hashFileHinting(rel, st.Size)
+		bl, size, err := f.hashFile(rel, st.Size)
 		if err != nil {
 			f.setItemErr(rel, err)
 			return
@@ -318,7 +317,7 @@ func (f *Folder) commitLocal(tx *index.Tx, cur record.Record) (bool, error) {
 	if had && !f.withOwner && !old.Deleted {
 		cur.UID, cur.GID = old.UID, old.GID
 	}
-	cur = cur.NewEvent(old.Version, f.meShort, f.eventAt(old.Version))
+	cur = f.newEvent(cur, old.Version)
 	if had && !old.Deleted {
 		cur = cur.Replacing(&old)
 	}
@@ -354,8 +353,7 @@ func (f *Folder) markDeleted(tx *index.Tx, rel string) (bool, error) {
 	}
 	now := f.opt.Now()
 	for _, r := range recs {
-		t := record.Record{Path: r.Path, Type: r.Type, Deleted: true, MTime: now.UnixNano()}.
-			Replacing(&r).NewEvent(r.Version, f.meShort, f.eventAt(r.Version))
+		t := f.newEvent(record.Record{Path: r.Path, Type: r.Type, Deleted: true, MTime: now.UnixNano()}.Replacing(&r), r.Version)
 		if _, err := tx.Put(t); err != nil {
 			return false, err
 		}
@@ -370,18 +368,10 @@ func (f *Folder) markDeleted(tx *index.Tx, rel string) (bool, error) {
 	return len(recs) > 0, nil
 }
 
-func (f *Folder) hashFile(rel string) ([]record.Block, int64, error) {
-	fh, err := f.root.OpenRead(rel)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer fh.Close()
-	return blocks.Hash(fh)
-}
-
-// hashFileHinting is hashFile for a scan: a large file's first blocks are
-// hinted to the peers while the rest is hashed (hintingHash).
-func (f *Folder) hashFileHinting(rel string, size int64) ([]record.Block, int64, error) {
+// hashFile reads and hashes file rel. A file whose stat said size bytes,
+// at least hintMin, is hinted to the peers while it is hashed
+// (hintingHash); pass 0 for no hints.
+func (f *Folder) hashFile(rel string, size int64) ([]record.Block, int64, error) {
 	fh, err := f.root.OpenRead(rel)
 	if err != nil {
 		return nil, 0, err

@@ -167,7 +167,6 @@ func (c *conn) run(ctx context.Context) error {
 		f.Wake() // versions waiting for a source may now be fetched
 	}
 	wg.Go(func() { c.pinger(ctx) })
-	wg.Go(func() { c.sendHints(ctx) })
 	err = c.readLoop()
 	c.close(err)
 	c.mu.Lock()
@@ -226,36 +225,25 @@ func (c *conn) hint(h *protocol.Hint) bool {
 	}
 }
 
-func (c *conn) sendHints(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-c.done:
-			return
-		case h := <-c.hints:
-			if err := c.pc.Send(h); err != nil {
-				c.close(err)
-				return
-			}
-		}
-	}
-}
-
+// pinger sends a Ping every pingEvery, and the queued hints.
 func (c *conn) pinger(ctx context.Context) {
 	t := time.NewTicker(pingEvery)
 	defer t.Stop()
 	for {
+		var m any
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.done:
 			return
 		case <-t.C:
-			if err := c.pc.Send(&protocol.Ping{}); err != nil {
-				c.close(err)
-				return
-			}
+			m = &protocol.Ping{}
+		case h := <-c.hints:
+			m = h
+		}
+		if err := c.pc.Send(m); err != nil {
+			c.close(err)
+			return
 		}
 	}
 }
