@@ -81,6 +81,51 @@ func serve(p *fakePeers, data []byte, bl []record.Block) {
 	}
 }
 
+// prefetchOf returns path's prefetch, nil if none.
+func prefetchOf(f *Folder, path string) *prefetch {
+	f.prefetch.mu.Lock()
+	defer f.prefetch.mu.Unlock()
+	return f.prefetch.m[path]
+}
+
+// prefetchCount returns how many prefetches f holds.
+func prefetchCount(f *Folder) int {
+	f.prefetch.mu.Lock()
+	defer f.prefetch.mu.Unlock()
+	return len(f.prefetch.m)
+}
+
+// waitHave waits until path's prefetch holds n blocks, and returns it.
+func waitHave(t *testing.T, f *Folder, path string, n int) *prefetch {
+	t.Helper()
+	var pf *prefetch
+	waitFor(t, "the hinted blocks of "+path+" to be fetched ahead", func() bool {
+		if pf = prefetchOf(f, path); pf == nil {
+			return false
+		}
+		pf.mu.Lock()
+		defer pf.mu.Unlock()
+		return len(pf.have) == n
+	})
+	return pf
+}
+
+// announce hands f peer's first version of path (blocks bl) and waits
+// until the file holds want.
+func announce(t *testing.T, f *Folder, root string, peer identity.ID, path string, bl []record.Block, want []byte) {
+	t.Helper()
+	by := peer.Short64()
+	r := record.Record{Path: path, Type: record.File, Size: int64(len(want)), Mode: 0o644, MTime: 1e18, Blocks: bl,
+		Version: version.Vector{}.Update(by, 0), ModifiedBy: by, Dot: 1}
+	if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 7, Records: []record.Record{r}, Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, path+" to be placed exact", func() bool {
+		got, err := os.ReadFile(filepath.Join(root, path))
+		return err == nil && bytes.Equal(got, want)
+	})
+}
+
 // TestPrefetchedBlocksAreTakenOver hints the first half of a large file,
 // one hinted block being another version's, then announces the file: the
 // file placed must be exact, no block fetched ahead may be fetched again,
@@ -113,28 +158,8 @@ func TestPrefetchedBlocksAreTakenOver(t *testing.T) {
 	}
 	f.HandleHint(peer, &protocol.Hint{Folder: "f", Path: "big.bin", Size: size, Offset: 0, Blocks: hinted[:q]})
 	f.HandleHint(peer, &protocol.Hint{Folder: "f", Path: "big.bin", Size: size, Offset: qAt, Blocks: hinted[q:]})
-	waitFor(t, "the hinted blocks to be fetched ahead", func() bool {
-		f.prefetch.mu.Lock()
-		pf := f.prefetch.m["big.bin"]
-		f.prefetch.mu.Unlock()
-		if pf == nil {
-			return false
-		}
-		pf.mu.Lock()
-		defer pf.mu.Unlock()
-		return len(pf.have) == half
-	})
-
-	by := peer.Short64()
-	r := record.Record{Path: "big.bin", Type: record.File, Size: size, Mode: 0o644, MTime: 1e18, Blocks: bl,
-		Version: version.Vector{}.Update(by, 0), ModifiedBy: by, Dot: 1}
-	if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 7, Records: []record.Record{r}, Last: 1}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "big.bin to be placed", func() bool {
-		got, err := os.ReadFile(filepath.Join(root, "big.bin"))
-		return err == nil && bytes.Equal(got, data)
-	})
+	waitHave(t, f, "big.bin", half)
+	announce(t, f, root, peer, "big.bin", bl, data)
 	for i, b := range bl {
 		if n := peers.requests(b.Hash); n != 1 {
 			t.Errorf("block %d requested %d times, want once", i, n)
@@ -168,26 +193,11 @@ func TestUnclaimedPrefetchIsDropped(t *testing.T) {
 	} {
 		f.HandleHint(peer, bad)
 	}
-	f.prefetch.mu.Lock()
-	n := len(f.prefetch.m)
-	f.prefetch.mu.Unlock()
-	if n != 0 {
+	if n := prefetchCount(f); n != 0 {
 		t.Fatalf("invalid hints started %d prefetches", n)
 	}
 	f.HandleHint(peer, &protocol.Hint{Folder: "f", Path: "gone.bin", Size: size, Blocks: bl[:4]})
-	var name string
-	waitFor(t, "the hinted blocks to be fetched ahead", func() bool {
-		f.prefetch.mu.Lock()
-		pf := f.prefetch.m["gone.bin"]
-		f.prefetch.mu.Unlock()
-		if pf == nil {
-			return false
-		}
-		name = pf.name
-		pf.mu.Lock()
-		defer pf.mu.Unlock()
-		return len(pf.have) == 4
-	})
+	name := waitHave(t, f, "gone.bin", 4).name
 	f.dropPrefetches(time.Now(), false)
 	if _, err := os.Stat(name); err != nil {
 		t.Fatalf("a fresh prefetch was dropped: %v", err)
@@ -196,10 +206,7 @@ func TestUnclaimedPrefetchIsDropped(t *testing.T) {
 	if _, err := os.Stat(name); !os.IsNotExist(err) {
 		t.Fatalf("an idle prefetch's file is still there: %v", err)
 	}
-	f.prefetch.mu.Lock()
-	n = len(f.prefetch.m)
-	f.prefetch.mu.Unlock()
-	if n != 0 {
+	if n := prefetchCount(f); n != 0 {
 		t.Fatalf("%d prefetches left", n)
 	}
 }
@@ -339,9 +346,7 @@ func TestPrefetchOfTwoHashingsDoesNotOverlap(t *testing.T) {
 	peer := identity.ID{9, 9, 9}
 	f.HandleHint(peer, &protocol.Hint{Folder: "f", Path: "moving.bin", Size: size1, Blocks: bl1[:len(bl1)/2]})
 	f.HandleHint(peer, &protocol.Hint{Folder: "f", Path: "moving.bin", Size: size2, Blocks: bl2[:len(bl2)-1]})
-	f.prefetch.mu.Lock()
-	pf := f.prefetch.m["moving.bin"]
-	f.prefetch.mu.Unlock()
+	pf := prefetchOf(f, "moving.bin")
 	if pf == nil {
 		t.Fatal("no prefetch started")
 	}
@@ -354,7 +359,7 @@ func TestPrefetchOfTwoHashingsDoesNotOverlap(t *testing.T) {
 		for at, b := range pf.have {
 			spans = append(spans, span{at, at + int64(b.Size)})
 		}
-		return len(pf.have) == len(pf.queued)
+		return len(pf.have) == pf.asked
 	})
 	for i, a := range spans {
 		for _, b := range spans[i+1:] {
@@ -363,14 +368,5 @@ func TestPrefetchOfTwoHashingsDoesNotOverlap(t *testing.T) {
 			}
 		}
 	}
-	by := peer.Short64()
-	r := record.Record{Path: "moving.bin", Type: record.File, Size: size2, Mode: 0o644, MTime: 1e18, Blocks: bl2,
-		Version: version.Vector{}.Update(by, 0), ModifiedBy: by, Dot: 1}
-	if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 7, Records: []record.Record{r}, Last: 1}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "moving.bin to be placed exact", func() bool {
-		got, err := os.ReadFile(filepath.Join(root, "moving.bin"))
-		return err == nil && bytes.Equal(got, v2)
-	})
+	announce(t, f, root, peer, "moving.bin", bl2, v2)
 }

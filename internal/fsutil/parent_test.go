@@ -17,12 +17,7 @@ import (
 func TestParent(t *testing.T) {
 	dir := t.TempDir()
 	outside := t.TempDir()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	must := mustFor(t)
 	must(os.MkdirAll(filepath.Join(dir, "a/b"), 0o755))
 	must(os.WriteFile(filepath.Join(dir, "a/b/taken"), []byte("local"), 0o644))
 	must(os.WriteFile(filepath.Join(dir, "top"), []byte("x"), 0o644))

@@ -17,12 +17,7 @@ import (
 func TestStatPath(t *testing.T) {
 	dir := t.TempDir()
 	outside := t.TempDir()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	must := mustFor(t)
 	must(os.MkdirAll(filepath.Join(dir, "a/b/c"), 0o755))
 	must(os.WriteFile(filepath.Join(dir, "a/b/c/f.txt"), []byte("hello"), 0o640))
 	must(os.WriteFile(filepath.Join(dir, "top.txt"), []byte("x"), 0o600))
@@ -118,12 +113,7 @@ func TestStatPath(t *testing.T) {
 
 func TestReadDirStat(t *testing.T) {
 	dir := t.TempDir()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	must := mustFor(t)
 	must(os.MkdirAll(filepath.Join(dir, "a/b"), 0o755))
 	must(os.WriteFile(filepath.Join(dir, "a/f.txt"), []byte("hello"), 0o640))
 	must(os.Symlink("b", filepath.Join(dir, "a/link")))
@@ -175,4 +165,14 @@ func TestReadDirStat(t *testing.T) {
 		}
 	}
 	noOpenat2.Store(false)
+}
+
+// mustFor returns a function that fails t on a non-nil error.
+func mustFor(t *testing.T) func(error) {
+	return func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 }
