@@ -89,8 +89,24 @@ func (f *Folder) tmpName() string {
 	return filepath.Join(f.tmpDir(), "t-"+hex.EncodeToString(b[:]))
 }
 
-// window is how many block requests may be in flight for one file.
-const window = 32
+// window is how many block requests may be in flight for one file, and
+// maxRequests how many for the whole folder: many small files are
+// fetched at once (fetchWorkers), a few large ones keep a window each,
+// and neither holds more than maxRequests blocks in memory.
+const (
+	window      = 32
+	maxRequests = 128
+)
+
+// acquire takes a slot of sem, or reports false once ctx is done.
+func acquire(ctx context.Context, sem chan struct{}) bool {
+	select {
+	case sem <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
 
 // fetchFile assembles the content of r in a temporary file under
 // .tandem/tmp: each block is copied from a local file that holds it (the
@@ -183,17 +199,17 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 		if len(sources) == 0 {
 			return "", fmt.Errorf("%s: no connected peer has this version", r.Path)
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+		if !acquire(ctx, sem) {
+			break
 		}
-		if ctx.Err() != nil {
+		if !acquire(ctx, f.requests) {
+			<-sem
 			break
 		}
 		src := sources[next%len(sources)]
 		next++
 		wg.Go(func() {
-			defer func() { <-sem }()
+			defer func() { <-f.requests; <-sem }()
 			data, err := f.requestBlock(ctx, src, sources, r.Path, at, b)
 			if err != nil {
 				fail(err)

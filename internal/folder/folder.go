@@ -63,9 +63,11 @@ type Folder struct {
 	// createMu lets one fetch worker at a time create its temporary
 	// file. They all create in .tandem/tmp, and the kernel serialises
 	// creations in one directory anyway, but makes the waiters spin for
-	// its lock: with 16 workers that burnt up to a core (perf:
+	// its lock: with many workers that burnt up to a core (perf:
 	// rwsem_spin_on_owner) that the transfer needed.
 	createMu sync.Mutex
+	// requests bounds the block requests in flight (maxRequests).
+	requests chan struct{}
 
 	// mu serialises every transition between disk and index: a scan's
 	// commit and an apply's check-rename-commit never interleave.
@@ -152,6 +154,7 @@ func New(opt Options) *Folder {
 		log:        opt.Log.With("folder", opt.Config.ID),
 		withOwner:  os.Geteuid() == 0,
 		wakePull:   make(chan struct{}, 1),
+		requests:   make(chan struct{}, maxRequests),
 		scanReq:    make(chan scanRequest, 64),
 		state:      "starting",
 		itemErrs:   map[string]string{},

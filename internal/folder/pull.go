@@ -322,7 +322,7 @@ func (f *Folder) execute(ctx context.Context, items []item) (progress bool) {
 }
 
 const (
-	fetchWorkers  = 16
+	fetchWorkers  = 64
 	placeWorkers  = 4
 	placeBatchMax = 512
 	batchWindow   = 50 * time.Millisecond
