@@ -421,10 +421,12 @@ func (w *Watcher) walk(start string, report bool, seen map[string]struct{}) {
 		}
 	}
 
-	_ = filepath.WalkDir(w.abs(start), func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !report && !d.IsDir() {
-			return nil // only directories are watched; nothing to report
-		}
+	// Without reporting, only directories matter: they are watched.
+	walkFn := walkDirs
+	if report {
+		walkFn = filepath.WalkDir
+	}
+	_ = walkFn(w.abs(start), func(p string, d fs.DirEntry, err error) error {
 		rel, ok := w.rel(p)
 		if !ok {
 			return filepath.SkipDir
