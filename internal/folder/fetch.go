@@ -208,7 +208,7 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 		}
 		src := sources[next%len(sources)]
 		next++
-		wg.Go(func() {
+		fetch := func() {
 			defer func() { <-f.requests; <-sem }()
 			data, err := f.requestBlock(ctx, src, sources, r.Path, at, b)
 			if err != nil {
@@ -224,8 +224,12 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 			f.stats.BytesFetched += uint64(len(data))
 			f.stMu.Unlock()
 			crashpoint.Hit(crashpoint.FetchMidTransfer)
-		})
-		_ = i
+		}
+		if len(r.Blocks) == 1 {
+			fetch() // most files: no goroutine of its own
+		} else {
+			wg.Go(fetch)
+		}
 	}
 	wg.Wait()
 	if firstErr != nil {
