@@ -117,6 +117,7 @@ func runCmd() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			setGC()
 			if p := os.Getenv("TANDEM_CPUPROFILE"); p != "" {
 				end, err := startCPUProfile(p)
 				if err != nil {
