@@ -100,7 +100,12 @@ func (f *Folder) scanPath(ctx context.Context, rel string, b *scanBatch) error {
 	if !ok {
 		return nil
 	}
-	old, had, err := f.get(rel)
+	var old record.Record
+	var had bool
+	err = f.idx.View(func(tx *index.Tx) error {
+		old, had, err = tx.GetStat(rel)
+		return err
+	})
 	if err != nil {
 		return err
 	}

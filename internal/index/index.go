@@ -202,6 +202,21 @@ func (t *Tx) Get(path string) (record.Record, bool, error) {
 	return r, true, nil
 }
 
+// GetStat is Get passing a partial record: what a scan compares with the
+// disk (see ChildrenStat).
+func (t *Tx) GetStat(path string) (record.Record, bool, error) {
+	t.touch(1)
+	v := t.b.Bucket(bFiles).Get([]byte(path))
+	if v == nil {
+		return record.Record{}, false, nil
+	}
+	r, err := decodeStat(v)
+	if err != nil {
+		return r, false, fmt.Errorf("index: decode %q: %w", path, err)
+	}
+	return r, true, nil
+}
+
 // Put stores r as the local record of r.Path under a new sequence number,
 // so that peers are told about it, and keeps the block map in step. It
 // returns the stored record.

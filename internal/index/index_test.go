@@ -139,8 +139,9 @@ func TestCountersBackfill(t *testing.T) {
 	}
 }
 
-// TestChildrenStat checks that the partial records carry every field a
-// scan compares, equal to the full ones, and the same set of children.
+// TestChildrenStat checks that the partial records (ChildrenStat,
+// GetStat) carry every field a scan compares, equal to the full ones, and
+// the same set of children.
 func TestChildrenStat(t *testing.T) {
 	db, f := openFolder(t, filepath.Join(t.TempDir(), "index.db"))
 	defer db.Close()
@@ -180,6 +181,14 @@ func TestChildrenStat(t *testing.T) {
 			if !cmp.Equal(want, b) {
 				t.Errorf("partial record of %s: %s", a.Path, cmp.Diff(want, b))
 			}
+			got, ok, err := tx.GetStat(a.Path)
+			must(err)
+			if !ok || !cmp.Equal(want, got) {
+				t.Errorf("GetStat of %s (found %v): %s", a.Path, ok, cmp.Diff(want, got))
+			}
+		}
+		if _, ok, err := tx.GetStat("d/none"); ok || err != nil {
+			t.Errorf("GetStat of a missing path: found %v, err %v", ok, err)
 		}
 		return nil
 	})
