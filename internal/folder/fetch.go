@@ -215,13 +215,15 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 				fail(err)
 				return
 			}
-			if _, err := out.WriteAt(data, at); err != nil {
+			_, err = out.WriteAt(data, at)
+			protocol.ReleaseBlock(data)
+			if err != nil {
 				fail(fmt.Errorf("write temporary file: %w", err))
 				return
 			}
-			kickWriteback(out, &written, len(data))
+			kickWriteback(out, &written, int(b.Size))
 			f.stMu.Lock()
-			f.stats.BytesFetched += uint64(len(data))
+			f.stats.BytesFetched += uint64(b.Size)
 			f.stMu.Unlock()
 			crashpoint.Hit(crashpoint.FetchMidTransfer)
 		}
@@ -265,6 +267,7 @@ func kickWriteback(out *os.File, written *atomic.Int64, n int) {
 }
 
 // requestBlock asks src for a block, falling back to the other sources.
+// The data may be handed back with protocol.ReleaseBlock once written.
 func (f *Folder) requestBlock(ctx context.Context, src identity.ID, sources []identity.ID, path string, at int64, b record.Block) ([]byte, error) {
 	order := append([]identity.ID{src}, sources...)
 	var lastErr error
@@ -274,6 +277,7 @@ func (f *Folder) requestBlock(ctx context.Context, src identity.ID, sources []id
 		}
 		data, err := f.opt.Peers.Request(ctx, p, &protocol.Request{Folder: f.cfg.ID, Path: path, Offset: at, Size: b.Size, Hash: b.Hash})
 		if err == nil && !blocks.Check(data, b.Hash) {
+			protocol.ReleaseBlock(data)
 			err = fmt.Errorf("block of %s at %d from %s does not match its hash", path, at, p.Short())
 		}
 		if err == nil {

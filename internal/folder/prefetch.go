@@ -199,12 +199,14 @@ func (f *Folder) prefetchBlock(pf *prefetch, at int64, b record.Block) {
 	if err != nil {
 		return
 	}
-	if _, err := pf.file.WriteAt(data, at); err != nil {
+	_, err = pf.file.WriteAt(data, at)
+	protocol.ReleaseBlock(data)
+	if err != nil {
 		return
 	}
-	kickWriteback(pf.file, &pf.written, len(data))
+	kickWriteback(pf.file, &pf.written, int(b.Size))
 	f.stMu.Lock()
-	f.stats.BytesFetched += uint64(len(data))
+	f.stats.BytesFetched += uint64(b.Size)
 	f.stMu.Unlock()
 	pf.mu.Lock()
 	pf.have[at] = b

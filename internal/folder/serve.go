@@ -30,11 +30,13 @@ func (f *Folder) ServeBlock(req *protocol.Request) ([]byte, error) {
 		return nil, err
 	}
 	defer fh.Close()
-	buf := make([]byte, req.Size)
-	if _, err := fh.ReadAt(buf, req.Offset); err != nil && !errors.Is(err, io.EOF) {
+	buf := protocol.BlockBuf(int(req.Size)) // released once sent
+	if _, err := fh.ReadAt(buf, req.Offset); err != nil {
+		protocol.ReleaseBlock(buf)
+		if errors.Is(err, io.EOF) {
+			return nil, ErrChanged
+		}
 		return nil, err
-	} else if errors.Is(err, io.EOF) {
-		return nil, ErrChanged
 	}
 	// Not re-hashed here: the receiver verifies every block it gets, and
 	// a block that changed since it was announced fails that check.

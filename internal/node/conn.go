@@ -305,15 +305,24 @@ func (c *conn) readLoop() error {
 			go func() {
 				defer func() { <-serving }()
 				resp := &protocol.Response{ID: m.ID}
+				var data []byte
 				if f == nil {
 					resp.Err = fmt.Sprintf("folder %q is not shared", m.Folder)
-				} else if data, err := f.ServeBlock(m); err != nil {
+				} else if d, err := f.ServeBlock(m); err != nil {
 					resp.Err = err.Error()
 				} else {
+					data = d
 					resp.Compress(data)
 				}
 				if err := c.pc.Send(resp); err != nil {
 					c.close(err)
+				}
+				// Written out (or failed): the buffers go back.
+				if resp.Enc == protocol.EncS2 {
+					protocol.ReleaseBlock(resp.Data)
+				}
+				if data != nil {
+					protocol.ReleaseBlock(data)
 				}
 			}()
 		case *protocol.Response:
@@ -358,7 +367,11 @@ func (c *conn) request(ctx context.Context, req *protocol.Request) ([]byte, erro
 		if resp.Err != "" {
 			return nil, fmt.Errorf("peer %s: %s", c.peer.Short(), resp.Err)
 		}
-		return resp.Payload(int(req.Size))
+		data, err := resp.Payload(int(req.Size))
+		if resp.Enc == protocol.EncS2 {
+			protocol.ReleaseBlock(resp.Data) // decoded into a buffer of its own
+		}
+		return data, err
 	case <-ctx.Done():
 	case <-c.done:
 	case <-t.C:

@@ -214,19 +214,35 @@ func (c *Conn) sendResponse(r *Response) error {
 	return c.write(hdr[:], []byte(r.Err), r.Data)
 }
 
-// decodeResponse parses a Response frame's body; Data aliases body.
-func decodeResponse(body []byte) (*Response, error) {
-	if len(body) < responseHeader {
-		return nil, fmt.Errorf("protocol: response of %d bytes is too short", len(body))
+// receiveResponse reads a Response frame's body of n bytes. Its data is
+// read into a buffer of its own from BlockBuf, which the receiver may hand
+// back with ReleaseBlock once the bytes are used.
+func (c *Conn) receiveResponse(n int) (*Response, error) {
+	if n < responseHeader {
+		return nil, fmt.Errorf("protocol: response of %d bytes is too short", n)
 	}
-	r := &Response{ID: binary.BigEndian.Uint32(body[0:4]), Enc: body[4]}
-	el := int(binary.BigEndian.Uint16(body[5:7]))
-	if responseHeader+el > len(body) {
+	var hdr [responseHeader]byte
+	if _, err := io.ReadFull(c.r, hdr[:]); err != nil {
+		return nil, err
+	}
+	r := &Response{ID: binary.BigEndian.Uint32(hdr[0:4]), Enc: hdr[4]}
+	el := int(binary.BigEndian.Uint16(hdr[5:7]))
+	if responseHeader+el > n {
 		return nil, fmt.Errorf("protocol: response error text overruns the frame")
 	}
-	r.Err = string(body[responseHeader : responseHeader+el])
-	if rest := body[responseHeader+el:]; len(rest) > 0 {
-		r.Data = rest
+	if el > 0 {
+		msg := make([]byte, el)
+		if _, err := io.ReadFull(c.r, msg); err != nil {
+			return nil, err
+		}
+		r.Err = string(msg)
+	}
+	if rest := n - responseHeader - el; rest > 0 {
+		r.Data = BlockBuf(rest)
+		if _, err := io.ReadFull(c.r, r.Data); err != nil {
+			ReleaseBlock(r.Data)
+			return nil, err
+		}
 	}
 	return r, nil
 }
@@ -243,12 +259,7 @@ func (c *Conn) Receive() (any, error) {
 		return nil, fmt.Errorf("protocol: frame length %d out of bounds", n)
 	}
 	if Type(hdr[4]) == TypeResponse {
-		// A fresh buffer: the block's data stays in it.
-		body := make([]byte, n-1)
-		if _, err := io.ReadFull(c.r, body); err != nil {
-			return nil, err
-		}
-		return decodeResponse(body)
+		return c.receiveResponse(int(n - 1))
 	}
 	if cap(c.buf) < int(n-1) {
 		c.buf = make([]byte, n-1)
@@ -288,14 +299,17 @@ var ErrClosed = errors.New("connection closed")
 // at least 1/32 of it; incompressible data goes as it is. A large block is
 // first sampled at its start, middle and end; if none of them shrinks, it
 // is not compressed at all (already compressed media, archives, random
-// data: most of a large transfer).
+// data: most of a large transfer). Compressed data is put in a buffer
+// from BlockBuf.
 func (r *Response) Compress(data []byte) {
 	if len(data) >= 512 && (len(data) < 4*sampleSize || compressible(data)) {
-		c := s2.Encode(nil, data)
+		buf := BlockBuf(s2.MaxEncodedLen(len(data)))
+		c := s2.Encode(buf, data)
 		if len(c) < len(data)-len(data)/32 {
 			r.Data, r.Enc = c, EncS2
 			return
 		}
+		ReleaseBlock(buf)
 	}
 	r.Data, r.Enc = data, EncRaw
 }
@@ -315,7 +329,8 @@ func compressible(data []byte) bool {
 	return false
 }
 
-// Payload returns the response's data, decompressed; want is the size the
+// Payload returns the response's data, decompressed (into a buffer from
+// BlockBuf; uncompressed data is r.Data itself); want is the size the
 // request asked for, which bounds the decoded size.
 func (r *Response) Payload(want int) ([]byte, error) {
 	switch r.Enc {
@@ -329,7 +344,7 @@ func (r *Response) Payload(want int) ([]byte, error) {
 		if n != want {
 			return nil, fmt.Errorf("protocol: compressed block decodes to %d bytes, asked for %d", n, want)
 		}
-		return s2.Decode(nil, r.Data)
+		return s2.Decode(BlockBuf(n), r.Data)
 	}
 	return nil, fmt.Errorf("protocol: unknown block encoding %d", r.Enc)
 }
