@@ -85,6 +85,10 @@ func smallFiles(t *tb, full bool) []row {
 	rd := startRsyncd(t)
 	quiesce()
 	rsyncTime := rd.push(t, src, "-a")
+	// For reference: rsync making every file durable, as tandem does.
+	rd.clear(t)
+	quiesce()
+	rsyncFsync := rd.push(t, src, "-a", "--fsync")
 
 	// tandem, files present on a when both nodes start.
 	c := newCluster(t, 2, "smallfiles-start")
@@ -102,7 +106,8 @@ func smallFiles(t *tb, full bool) []row {
 	initial := waitSynced(t, b, n+200, n, 30*time.Minute).Sub(start)
 	c.Converged(5 * time.Minute)
 	rows = append(rows, row{name: fmt.Sprintf("%d small files, present at start", n), tandem: secs(initial), rsync: secs(rsyncTime),
-		ratio: ratio(initial, rsyncTime), wire: kib(onWire()), rss: rssOf(c), note: fmt.Sprintf("%.0f MiB", float64(bytes)/(1<<20))})
+		ratio: ratio(initial, rsyncTime), wire: kib(onWire()), rss: rssOf(c),
+		note: fmt.Sprintf("%.0f MiB; rsync -a --fsync %s, ratio %s", float64(bytes)/(1<<20), secs(rsyncFsync), ratio(initial, rsyncFsync))})
 
 	// tandem, files created on a while both run (a fresh cluster).
 	c2 := newCluster(t, 2, "smallfiles-live")
