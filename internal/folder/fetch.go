@@ -188,7 +188,9 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 			continue // fetched ahead, verified
 		}
 		if data := f.readLocalBlock(b, local[i]); data != nil {
-			if _, err := out.WriteAt(data, at); err != nil {
+			_, err := out.WriteAt(data, at)
+			protocol.ReleaseBlock(data)
+			if err != nil {
 				return "", fmt.Errorf("write temporary file: %w", err)
 			}
 			f.stMu.Lock()
@@ -291,8 +293,9 @@ func (f *Folder) requestBlock(ctx context.Context, src identity.ID, sources []id
 	return nil, lastErr
 }
 
-// readLocalBlock returns the block's bytes if one of the local files the
-// index names still holds it.
+// readLocalBlock returns the block's bytes (in a buffer from
+// protocol.BlockBuf) if one of the local files the index names still
+// holds it.
 func (f *Folder) readLocalBlock(b record.Block, locs []index.BlockLoc) []byte {
 	for _, l := range locs {
 		if l.Size != b.Size {
@@ -302,12 +305,13 @@ func (f *Folder) readLocalBlock(b record.Block, locs []index.BlockLoc) []byte {
 		if err != nil {
 			continue
 		}
-		buf := make([]byte, l.Size)
+		buf := protocol.BlockBuf(int(l.Size))
 		n, err := fh.ReadAt(buf, l.Offset)
 		fh.Close()
 		if err == nil && n == len(buf) && blocks.Check(buf, b.Hash) {
 			return buf
 		}
+		protocol.ReleaseBlock(buf)
 	}
 	return nil
 }
