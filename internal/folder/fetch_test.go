@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"tandem/internal/crashpoint"
 	"tandem/internal/identity"
 	"tandem/internal/protocol"
 	"tandem/internal/record"
@@ -113,4 +114,56 @@ func TestBlockRequestsInFlightAreBounded(t *testing.T) {
 	if _, m := peers.counts(); m > maxRequests {
 		t.Fatalf("%d block requests in flight, want at most %d", m, maxRequests)
 	}
+}
+
+// TestNextFilesFetchedWhileABatchIsPlaced holds the placing of a batch
+// (at the crash point after its renames) and announces another file
+// meanwhile: the new file is fetched at once, not after the batch, and
+// both end up in place.
+func TestNextFilesFetchedWhileABatchIsPlaced(t *testing.T) {
+	peers := newFakePeers()
+	f, root := startFolder(t, peers)
+	peer := identity.ID{9, 9, 9}
+	by := peer.Short64()
+	placing, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hook := func(point string) {
+		if point == crashpoint.ApplyAfterRename {
+			once.Do(func() { close(placing); <-release })
+		}
+	}
+	f.testHook.Store(&hook)
+	first := remoteFile(peers, "first", "one", 0o644, by, 1)
+	if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 7, Records: []record.Record{first}, Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-placing:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first file was never placed")
+	}
+	gate := make(chan struct{})
+	peers.mu.Lock()
+	peers.hold["second"] = gate
+	peers.mu.Unlock()
+	second := remoteFile(peers, "second", "two", 0o644, by, 2)
+	if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 7, Records: []record.Record{second}, Last: 2}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-peers.requested:
+		if p != "second" {
+			t.Fatalf("requested %q", p)
+		}
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("the second file was not fetched while the first batch was being placed")
+	}
+	close(release)
+	close(gate)
+	waitFor(t, "both files in place", func() bool {
+		a, errA := os.ReadFile(filepath.Join(root, "first"))
+		b, errB := os.ReadFile(filepath.Join(root, "second"))
+		return errA == nil && errB == nil && string(a) == "one" && string(b) == "two"
+	})
 }

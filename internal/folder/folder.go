@@ -104,6 +104,7 @@ type Folder struct {
 	ready      bool // initial scan done, marker present
 	lastScan   time.Time
 	retryAfter map[string]retry
+	applying   map[string]struct{} // files being fetched or placed (applier)
 	stats      Stats
 }
 
@@ -159,6 +160,7 @@ func New(opt Options) *Folder {
 		state:      "starting",
 		itemErrs:   map[string]string{},
 		retryAfter: map[string]retry{},
+		applying:   map[string]struct{}{},
 	}
 }
 

@@ -70,6 +70,8 @@ func (f *Folder) pullOnce(ctx context.Context) (remaining bool) {
 		f.setState("error", err)
 		return true
 	}
+	a := f.newApplier(ctx)
+	defer a.close()
 	for ctx.Err() == nil {
 		items, waiting, absorbed, err := f.plan()
 		if err != nil {
@@ -77,13 +79,22 @@ func (f *Folder) pullOnce(ctx context.Context) (remaining bool) {
 			return true
 		}
 		if len(items) == 0 {
+			if a.busy() {
+				// Everything planned is being fetched or placed: plan
+				// again once it is done, or as soon as new work arrives.
+				select {
+				case <-a.emptied:
+				case <-f.wakePull:
+				case <-ctx.Done():
+				}
+				continue
+			}
 			if absorbed {
 				continue
 			}
 			return waiting
 		}
-		progress := f.execute(ctx, items)
-		if !progress {
+		if !a.apply(items) {
 			return true
 		}
 	}
@@ -104,7 +115,11 @@ func (f *Folder) plan() (items []item, waiting, absorbed bool, err error) {
 			}
 			f.stMu.Lock()
 			ra := f.retryAfter[p]
+			_, busy := f.applying[p]
 			f.stMu.Unlock()
+			if busy {
+				continue // being fetched or placed; planned again after
+			}
 			if now.Before(ra.at) {
 				waiting = true
 				continue
@@ -220,105 +235,6 @@ func needsContent(it *item) bool {
 		return false
 	}
 	return true
-}
-
-// execute applies planned items: directories first (shallow to deep), then
-// files and symlinks, then deletions (deep to shallow), so that a rename
-// finds its blocks at the old name before that name is deleted. Files are
-// fetched in parallel and put in place in batches, so that a thousand
-// small files cost a few fsyncs, not thousands.
-func (f *Folder) execute(ctx context.Context, items []item) (progress bool) {
-	var dirs, files, dels []item
-	for _, it := range items {
-		switch {
-		case it.dec.Result.Deleted:
-			dels = append(dels, it)
-		case it.dec.Result.Type == record.Dir:
-			dirs = append(dirs, it)
-		default:
-			files = append(files, it)
-		}
-	}
-	sort.Slice(dirs, func(i, j int) bool { return dirs[i].path < dirs[j].path })
-	sort.Slice(dels, func(i, j int) bool {
-		di, dj := strings.Count(dels[i].path, "/"), strings.Count(dels[j].path, "/")
-		if di != dj {
-			return di > dj
-		}
-		return dels[i].path > dels[j].path
-	})
-
-	prepareAll := func(its []item) []*job {
-		var out []*job
-		for _, it := range its {
-			if j := f.prepareOrFail(ctx, it); j != nil {
-				out = append(out, j)
-			}
-		}
-		return out
-	}
-	if f.placeBatch(prepareAll(dirs)) {
-		progress = true
-	}
-
-	// Fetching goes on while a batch is placed; a batch collects what is
-	// ready for up to batchWindow, so that a stream of small files costs
-	// a few fsyncs per second rather than a few per file.
-	ready := make(chan *job, placeBatchMax)
-	go func() {
-		defer close(ready)
-		sem := make(chan struct{}, fetchWorkers)
-		var wg sync.WaitGroup
-		for _, it := range files {
-			if ctx.Err() != nil {
-				break
-			}
-			sem <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-sem }()
-				if j := f.prepareOrFail(ctx, it); j != nil {
-					ready <- j
-				}
-			})
-		}
-		wg.Wait()
-	}()
-	for j := range ready {
-		batch := []*job{j}
-		window := time.NewTimer(batchWindow)
-	collect:
-		for len(batch) < placeBatchMax {
-			select {
-			case j, ok := <-ready:
-				if !ok {
-					break collect
-				}
-				batch = append(batch, j)
-			case <-window.C:
-				break collect
-			}
-		}
-		window.Stop()
-		if f.placeBatch(batch) {
-			progress = true
-		}
-	}
-
-	// Deletions go deepest level first, one batch per level: a directory
-	// is removed after everything below it, and entries of one level do
-	// not depend on each other.
-	for len(dels) > 0 {
-		depth := strings.Count(dels[0].path, "/")
-		n := 1
-		for n < len(dels) && strings.Count(dels[n].path, "/") == depth {
-			n++
-		}
-		if f.placeBatch(prepareAll(dels[:n])) {
-			progress = true
-		}
-		dels = dels[n:]
-	}
-	return progress
 }
 
 const (
