@@ -162,10 +162,13 @@ func TestLocalWriteRacingRemoteChangeIsKept(t *testing.T) {
 				t.Fatal(err)
 			}
 			var local record.Record
+			// Its final content: the watcher may record the file empty
+			// first (created, then written), and a remote change that saw
+			// only that version is rightly concurrent with the next.
 			waitFor(t, "the scan to record doc.txt", func() bool {
 				var ok bool
 				_ = f.idx.View(func(tx *index.Tx) error { local, ok, _ = tx.Get("doc.txt"); return nil })
-				return ok && !local.Deleted
+				return ok && !local.Deleted && local.Size == int64(len("original\n"))
 			})
 			hook := func(path string) {
 				if path != "doc.txt" {
