@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"tandem/internal/crashpoint"
 	"tandem/internal/fsutil"
@@ -64,6 +65,11 @@ func (f *Folder) scanPaths(ctx context.Context, paths []string) error {
 		if err := f.scanPath(ctx, p, b); err != nil {
 			return err
 		}
+		if b.full() {
+			if err := f.flush(b); err != nil {
+				return err
+			}
+		}
 	}
 	return f.flush(b)
 }
@@ -72,6 +78,18 @@ func (f *Folder) scanPaths(ctx context.Context, paths []string) error {
 type scanBatch struct {
 	cands []candidate
 	gone  []string
+	bytes int64     // content hashed for cands
+	first time.Time // when the first of cands was found
+}
+
+// full reports whether the batch should be committed now: it holds
+// scanBatchMax changes, or scanBatchBytes of hashed content, or its first
+// change waits for scanBatchAge. Peers hear of a change only once it is
+// committed, so a scan of large files (or a slow disk) does not keep
+// the first of them from them until a thousand are hashed.
+func (b *scanBatch) full() bool {
+	return len(b.cands) >= scanBatchMax || b.bytes >= scanBatchBytes ||
+		(len(b.cands) > 0 && time.Since(b.first) >= scanBatchAge)
 }
 
 // candidate is the new state of a path, read while its stat was pre.
@@ -80,7 +98,11 @@ type candidate struct {
 	cur record.Record
 }
 
-const scanBatchMax = 1000
+const (
+	scanBatchMax   = 1000
+	scanBatchBytes = 64 << 20
+	scanBatchAge   = 200 * time.Millisecond
+)
 
 // scanPath brings the index in line with one path. A directory that is new
 // to the index is walked whole; for a known one, its direct children are
@@ -189,7 +211,7 @@ func (f *Folder) scanDir(ctx context.Context, dir string, recursive bool, b *sca
 		if st.Type == record.Dir && (recursive || !had || old.Deleted) {
 			subdirs = append(subdirs, rel)
 		}
-		if len(b.cands) >= scanBatchMax {
+		if b.full() {
 			if err := f.flush(b); err != nil {
 				return err
 			}
@@ -237,14 +259,18 @@ func (f *Folder) consider(rel string, st fsutil.Stat, old record.Record, had boo
 		cur.Target = t
 	}
 	f.setItemErr(rel, nil)
+	if len(b.cands) == 0 {
+		b.first = time.Now()
+	}
 	b.cands = append(b.cands, candidate{pre: st, cur: cur})
+	b.bytes += cur.Size
 }
 
 // flush commits a batch: changed paths whose stat did not move while they
 // were read, then deletions, each in one transaction under the folder lock.
 func (f *Folder) flush(b *scanBatch) error {
 	cands, gone := b.cands, b.gone
-	b.cands, b.gone = nil, nil
+	b.cands, b.gone, b.bytes = nil, nil, 0
 	if len(cands) == 0 && len(gone) == 0 {
 		return nil
 	}

@@ -2,6 +2,7 @@ package folder
 
 import (
 	"testing"
+	"time"
 
 	"tandem/internal/fsutil"
 	"tandem/internal/record"
@@ -32,5 +33,48 @@ func TestUnmoved(t *testing.T) {
 		if got := unmoved(c.now, c.pre); got != c.want {
 			t.Errorf("%s: unmoved = %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// TestScanBatchCommitsEarly: a scan's batch is committed at a thousand
+// changes, at scanBatchBytes of hashed content, or when its first change
+// has waited scanBatchAge, whichever comes first, so peers hear of the
+// first large files of a tree before the rest is hashed.
+func TestScanBatchCommitsEarly(t *testing.T) {
+	add := func(b *scanBatch, n int, size int64) {
+		for range n {
+			if len(b.cands) == 0 {
+				b.first = time.Now()
+			}
+			b.cands = append(b.cands, candidate{cur: record.Record{Size: size}})
+			b.bytes += size
+		}
+	}
+	var b scanBatch
+	if b.full() {
+		t.Fatal("an empty batch is full")
+	}
+	add(&b, scanBatchMax-1, 1)
+	if b.full() {
+		t.Fatal("full before scanBatchMax small changes")
+	}
+	add(&b, 1, 1)
+	if !b.full() {
+		t.Fatal("not full at scanBatchMax changes")
+	}
+	b = scanBatch{}
+	add(&b, 1, scanBatchBytes-1)
+	if b.full() {
+		t.Fatal("full below scanBatchBytes")
+	}
+	add(&b, 1, 1)
+	if !b.full() {
+		t.Fatal("not full at scanBatchBytes")
+	}
+	b = scanBatch{}
+	add(&b, 1, 10)
+	b.first = time.Now().Add(-scanBatchAge)
+	if !b.full() {
+		t.Fatal("not full after scanBatchAge")
 	}
 }
