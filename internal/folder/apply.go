@@ -35,9 +35,11 @@ type applier struct {
 	emptied  chan struct{} // signalled when busyN drops to zero
 	progress atomic.Bool   // a batch placed something since the last look
 
-	// dispatched holds the files handed to workers in this pullOnce: a
-	// file planned again (deferred, or failing without a backoff yet) is
-	// not new work.
+	// dispatched holds the files handed to workers in this pullOnce that
+	// were not placed: one planned again (deferred, or failing without a
+	// backoff yet) is not new work. A file placed leaves it, so that a
+	// newer version of it is.
+	mu         sync.Mutex
 	dispatched map[string]bool
 	placed     chan struct{} // closed when the placing goroutine ends
 }
@@ -92,10 +94,12 @@ func (a *applier) apply(items []item) (progress bool) {
 		if a.ctx.Err() != nil {
 			break
 		}
+		a.mu.Lock()
 		if !a.dispatched[it.path] {
 			a.dispatched[it.path] = true
 			progress = true
 		}
+		a.mu.Unlock()
 		f.setApplying(it.path, true)
 		a.inflight.Add(1)
 		a.busyN.Add(1)
@@ -218,6 +222,13 @@ func (a *applier) place() {
 		if a.f.placeBatch(batch) {
 			a.progress.Store(true)
 		}
+		a.mu.Lock()
+		for _, j := range batch {
+			if j.err == nil {
+				delete(a.dispatched, j.path)
+			}
+		}
+		a.mu.Unlock()
 		for _, j := range batch {
 			a.done(j.path)
 		}
