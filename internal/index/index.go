@@ -189,13 +189,15 @@ func (t *Tx) IndexID() uint64 { return u64(t.b.Bucket(bMeta).Get(kIndexID)) }
 func (t *Tx) MaxSeq() uint64 { return u64(t.b.Bucket(bMeta).Get(kSeq)) }
 
 // Get returns the local record of path.
-func (t *Tx) Get(path string) (record.Record, bool, error) {
+func (t *Tx) Get(path string) (record.Record, bool, error) { return t.get(path, decode) }
+
+func (t *Tx) get(path string, dec func([]byte) (record.Record, error)) (record.Record, bool, error) {
 	t.touch(1)
 	v := t.b.Bucket(bFiles).Get([]byte(path))
 	if v == nil {
 		return record.Record{}, false, nil
 	}
-	r, err := decode(v)
+	r, err := dec(v)
 	if err != nil {
 		return r, false, fmt.Errorf("index: decode %q: %w", path, err)
 	}
@@ -204,18 +206,7 @@ func (t *Tx) Get(path string) (record.Record, bool, error) {
 
 // GetStat is Get passing a partial record: what a scan compares with the
 // disk (see ChildrenStat).
-func (t *Tx) GetStat(path string) (record.Record, bool, error) {
-	t.touch(1)
-	v := t.b.Bucket(bFiles).Get([]byte(path))
-	if v == nil {
-		return record.Record{}, false, nil
-	}
-	r, err := decodeStat(v)
-	if err != nil {
-		return r, false, fmt.Errorf("index: decode %q: %w", path, err)
-	}
-	return r, true, nil
-}
+func (t *Tx) GetStat(path string) (record.Record, bool, error) { return t.get(path, decodeStat) }
 
 // Put stores r as the local record of r.Path under a new sequence number,
 // so that peers are told about it, and keeps the block map in step. It
