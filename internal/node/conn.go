@@ -318,9 +318,7 @@ func (c *conn) readLoop() error {
 					c.close(err)
 				}
 				// Written out (or failed): the buffers go back.
-				if resp.Enc == protocol.EncS2 {
-					protocol.ReleaseBlock(resp.Data)
-				}
+				resp.ReleaseEncoded()
 				if data != nil {
 					protocol.ReleaseBlock(data)
 				}
@@ -368,9 +366,7 @@ func (c *conn) request(ctx context.Context, req *protocol.Request) ([]byte, erro
 			return nil, fmt.Errorf("peer %s: %s", c.peer.Short(), resp.Err)
 		}
 		data, err := resp.Payload(int(req.Size))
-		if resp.Enc == protocol.EncS2 {
-			protocol.ReleaseBlock(resp.Data) // decoded into a buffer of its own
-		}
+		resp.ReleaseEncoded() // decoded into a buffer of its own
 		return data, err
 	case <-ctx.Done():
 	case <-c.done:

@@ -329,6 +329,16 @@ func compressible(data []byte) bool {
 	return false
 }
 
+// ReleaseEncoded hands back the buffer of compressed data (from Compress or
+// a received response) once it is sent or decoded; uncompressed data
+// belongs to whoever supplied or received it.
+func (r *Response) ReleaseEncoded() {
+	if r.Enc == EncS2 {
+		ReleaseBlock(r.Data)
+		r.Data = nil
+	}
+}
+
 // Payload returns the response's data, decompressed (into a buffer from
 // BlockBuf; uncompressed data is r.Data itself); want is the size the
 // request asked for, which bounds the decoded size.
