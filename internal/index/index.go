@@ -49,6 +49,8 @@ type DB struct {
 	txs  atomic.Uint64 // transactions run, for ReleaseIfUsed
 	// Random page accesses since the last release (see memory.go).
 	touched atomic.Int64
+	// releases counts the mapping releases made by touch (for tests).
+	releases atomic.Int64
 }
 
 // Open opens (or creates) the index at path. It fails fast if another

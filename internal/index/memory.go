@@ -22,6 +22,12 @@ func (db *DB) ReleaseMapped() error {
 	})
 }
 
+// releaseFloor is the mapped size below which a transaction's page
+// accesses never release the mapping: the mapping then adds at most that
+// much to the RSS, while every release costs a system call and the next
+// accesses page faults (for a small index, nearly one per access).
+var releaseFloor int64 = 64 << 20
+
 // touchBudget is how many random page accesses (each may map up to 64
 // KiB: the kernel maps the neighbours of a faulted page too) may happen
 // before the mapping is released again: 16 to 32 MiB.
@@ -36,6 +42,10 @@ func (t *Tx) touch(n int) {
 		return
 	}
 	t.db.touched.Store(0)
+	if t.tx.Size() < releaseFloor {
+		return
+	}
+	t.db.releases.Add(1)
 	_ = madviseDontNeed(t.db.bolt.Info().Data, t.tx.Size())
 }
 

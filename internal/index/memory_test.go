@@ -80,3 +80,49 @@ func TestReleaseMapped(t *testing.T) {
 		t.Fatalf("after release: %d records read back, want %d", got, n)
 	}
 }
+
+// TestTouchReleasesOnlyLargeMappings checks that reading a small index
+// never releases its mapping (each release would make the next reads page
+// fault), while an index above the floor is released as its pages are
+// touched.
+func TestTouchReleasesOnlyLargeMappings(t *testing.T) {
+	db, f := openFolder(t, filepath.Join(t.TempDir(), "index.db"))
+	defer db.Close()
+	const n = 2000
+	if err := f.Update(func(tx *Tx) error {
+		for i := range n {
+			if _, err := tx.Put(record.Record{Path: fmt.Sprintf("f%05d", i), Size: int64(i), Dot: 1, ModifiedBy: 1}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	getAll := func() {
+		t.Helper()
+		if err := f.View(func(tx *Tx) error {
+			for i := range n {
+				r, ok, err := tx.Get(fmt.Sprintf("f%05d", i))
+				if err != nil || !ok || r.Size != int64(i) {
+					t.Fatalf("get f%05d: %v %v %d", i, ok, err, r.Size)
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.releases.Store(0)
+	getAll()
+	if got := db.releases.Load(); got != 0 {
+		t.Fatalf("%d releases of a small index's mapping, want none", got)
+	}
+	old := releaseFloor
+	releaseFloor = 0
+	defer func() { releaseFloor = old }()
+	getAll()
+	if got := db.releases.Load(); got < n/touchBudget {
+		t.Fatalf("%d releases after %d reads above the floor, want at least %d", got, n, n/touchBudget)
+	}
+}
