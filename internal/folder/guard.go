@@ -23,6 +23,10 @@ import (
 type guard struct {
 	fd *os.File
 	st unix.Stat_t
+	// gone: the file was deleted or replaced here after the check (see
+	// exchangeInto and takeOut). Whoever did it saw every write to it, so
+	// a late write is not saved.
+	gone bool
 }
 
 // testHookChecked, if set (by tests), runs after the last check before a
@@ -80,6 +84,9 @@ func (f *Folder) release(g *guard, path string, atPath bool) {
 		return
 	}
 	defer g.fd.Close()
+	if g.gone {
+		return
+	}
 	var now unix.Stat_t
 	if err := unix.Fstat(int(g.fd.Fd()), &now); err != nil {
 		f.log.Warn("cannot check the replaced file for a late write", "path", path, "err", err)

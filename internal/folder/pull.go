@@ -596,9 +596,16 @@ func (f *Folder) placeOne(j *job) error {
 		}
 		return f.root.SetMeta(j.path, r, f.withOwner)
 	case r.Deleted:
+		if g != nil {
+			return f.takeOut(j, g)
+		}
 		return f.removeForDelete(j)
 	case r.Type == record.Dir:
-		if err := f.removeForType(j.item, record.Dir); err != nil {
+		if g != nil {
+			if err := f.takeOut(j, g); err != nil {
+				return err
+			}
+		} else if err := f.removeForType(j.item, record.Dir); err != nil {
 			return err
 		}
 		if err := f.root.OS().Mkdir(j.path, os.FileMode(r.Mode&0o777)|0o700); err != nil && !errors.Is(err, fs.ErrExist) {
@@ -608,6 +615,12 @@ func (f *Folder) placeOne(j *job) error {
 	default:
 		// A path verified free just now needs no clearing: if something
 		// appears there meanwhile, the rename refuses to replace it.
+		if g != nil {
+			if err := f.keepBeforeOverwrite(j.path); err != nil {
+				return err
+			}
+			return f.exchangeInto(j, g)
+		}
 		if !j.nothingLive() {
 			if err := f.removeForType(j.item, r.Type); errors.Is(err, errDirNotEmpty) {
 				return f.dirKeepsName(j)
