@@ -4,6 +4,7 @@
 //
 //	go run ./bench                 # all cases
 //	go run ./bench -case latency   # one case
+//	go run ./bench -full -repeat 3 # full size, median of three runs
 //
 // It builds tandem, creates the trees in a temporary directory, and
 // installs nothing itself: rsync must be on PATH for the rsync columns.
@@ -16,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -90,6 +92,7 @@ func main() {
 	only := flag.String("case", "", "run only this case ("+names()+")")
 	full := flag.Bool("full", false, "full-size runs (default: reduced sizes)")
 	flag.StringVar(&profileDir, "cpuprofile", "", "write a CPU profile of every tandem node to this directory")
+	repeat := flag.Int("repeat", 1, "run every case this many times and report, for each row, the run with the median ratio (this machine's disk and CPU vary from minute to minute)")
 	flag.BoolVar(&showProgress, "progress", false, "print every node's indexed and needed counts every 100 ms (diagnosis; the polling costs a little CPU)")
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "tandem-bench-bin-")
@@ -108,14 +111,20 @@ func main() {
 		if *only != "" && c.name != *only {
 			continue
 		}
-		fmt.Fprintf(os.Stderr, "== %s\n", c.name)
-		r, err := runCase(c, *full)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "case %s failed: %v\n", c.name, err)
-			failed = true
-			continue
+		var runs [][]row
+		for i := range max(*repeat, 1) {
+			fmt.Fprintf(os.Stderr, "== %s (run %d of %d)\n", c.name, i+1, max(*repeat, 1))
+			r, err := runCase(c, *full)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "case %s failed: %v\n", c.name, err)
+				failed = true
+				break
+			}
+			runs = append(runs, r)
 		}
-		rows = append(rows, r...)
+		if len(runs) == max(*repeat, 1) {
+			rows = append(rows, medianRows(runs)...)
+		}
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "case\ttandem\trsync\tratio\twire bytes\tpeak RSS\tnote")
@@ -126,6 +135,43 @@ func main() {
 	if failed {
 		os.Exit(1)
 	}
+}
+
+// medianRows picks, for every row of a case, the run whose ratio is the
+// median of all runs (rows without a ratio: the first run), and lists
+// every run's ratio in its note.
+func medianRows(runs [][]row) []row {
+	if len(runs) == 1 {
+		return runs[0]
+	}
+	var out []row
+	for k := range runs[0] {
+		type rr struct {
+			r     row
+			ratio float64
+		}
+		var all []rr
+		var ratios []string
+		for _, run := range runs {
+			if k >= len(run) {
+				continue
+			}
+			v, err := strconv.ParseFloat(run[k].ratio, 64)
+			if err != nil {
+				v = 0
+			}
+			all = append(all, rr{run[k], v})
+			ratios = append(ratios, or(run[k].ratio))
+		}
+		pick := all[0].r
+		if all[0].r.ratio != "" {
+			sort.SliceStable(all, func(i, j int) bool { return all[i].ratio < all[j].ratio })
+			pick = all[len(all)/2].r
+		}
+		pick.note = strings.TrimSpace(pick.note + fmt.Sprintf(" [median of %d runs; ratios %s]", len(all), strings.Join(ratios, " ")))
+		out = append(out, pick)
+	}
+	return out
 }
 
 func or(s string) string {
