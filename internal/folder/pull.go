@@ -238,7 +238,7 @@ func needsContent(it *item) bool {
 }
 
 const (
-	fetchWorkers  = 64
+	fetchWorkers  = 128
 	placeWorkers  = 4
 	placeBatchMax = 512
 	batchWindow   = 50 * time.Millisecond

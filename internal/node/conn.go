@@ -21,7 +21,7 @@ const (
 	pingEvery   = 20 * time.Second
 	idleTimeout = 60 * time.Second
 	indexBatch  = 1000
-	maxServing  = 32
+	maxServing  = 64
 	indexQueue  = 8 // index messages received, not yet stored
 )
 
