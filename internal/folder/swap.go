@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"tandem/internal/crashpoint"
 )
 
 // A local file that a remote change replaces or deletes is checked and
@@ -119,14 +121,17 @@ func (f *Folder) takeOut(j *job, g *guard) error {
 		if err := os.Remove(held); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("delete %s: %w", f.root.Abs(j.path), err)
 		}
-		return nil
+	} else {
+		dst, err := f.trashTarget(j.path)
+		if err != nil {
+			return err
+		}
+		if err := os.Rename(held, dst); err != nil {
+			return fmt.Errorf("move %s to the trash: %w", f.root.Abs(j.path), err)
+		}
 	}
-	dst, err := f.trashTarget(j.path)
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(held, dst); err != nil {
-		return fmt.Errorf("move %s to the trash: %w", f.root.Abs(j.path), err)
+	if j.r.Deleted {
+		crashpoint.Hit(crashpoint.DeleteAfterRemove)
 	}
 	return nil
 }
