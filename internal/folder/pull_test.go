@@ -147,6 +147,25 @@ func TestNewerVersionDuringApplyIsApplied(t *testing.T) {
 	})
 }
 
+// recordedFile writes content to name in the folder and waits until the
+// scan has recorded it, returning its record. It waits for the final
+// content: the watcher may record the file empty first (created, then
+// written), and a remote change that saw only that version is rightly
+// concurrent with the next.
+func recordedFile(t *testing.T, f *Folder, root, name, content string) record.Record {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var local record.Record
+	waitFor(t, "the scan to record "+name, func() bool {
+		var ok bool
+		_ = f.idx.View(func(tx *index.Tx) error { local, ok, _ = tx.Get(name); return nil })
+		return ok && !local.Deleted && local.Size == int64(len(content))
+	})
+	return local
+}
+
 // TestLocalWriteRacingRemoteChangeIsKept writes to a local file just
 // after the last check before a remote version replaces (or deletes) it.
 // The write did not reach the index, so the remote version, which saw the
@@ -158,18 +177,7 @@ func TestLocalWriteRacingRemoteChangeIsKept(t *testing.T) {
 			peers := newFakePeers()
 			f, root := startFolder(t, peers)
 			p := filepath.Join(root, "doc.txt")
-			if err := os.WriteFile(p, []byte("original\n"), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			var local record.Record
-			// Its final content: the watcher may record the file empty
-			// first (created, then written), and a remote change that saw
-			// only that version is rightly concurrent with the next.
-			waitFor(t, "the scan to record doc.txt", func() bool {
-				var ok bool
-				_ = f.idx.View(func(tx *index.Tx) error { local, ok, _ = tx.Get("doc.txt"); return nil })
-				return ok && !local.Deleted && local.Size == int64(len("original\n"))
-			})
+			local := recordedFile(t, f, root, "doc.txt", "original\n")
 			hook := func(path string) {
 				if path != "doc.txt" {
 					return

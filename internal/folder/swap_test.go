@@ -60,15 +60,7 @@ func TestUserChangeRacingRemoteChange(t *testing.T) {
 			peers := newFakePeers()
 			f, root := startFolder(t, peers)
 			s := scene{root: root, p: filepath.Join(root, "doc.txt"), outside: filepath.Join(filepath.Dir(root), "outside.tmp")}
-			if err := os.WriteFile(s.p, []byte("original\n"), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			var local record.Record
-			waitFor(t, "the scan to record doc.txt", func() bool {
-				var ok bool
-				_ = f.idx.View(func(tx *index.Tx) error { local, ok, _ = tx.Get("doc.txt"); return nil })
-				return ok && !local.Deleted && local.Size == int64(len("original\n"))
-			})
+			local := recordedFile(t, f, root, "doc.txt", "original\n")
 			var once sync.Once
 			hook := func(path string) {
 				if path == "doc.txt" {
