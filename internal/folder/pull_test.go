@@ -72,6 +72,13 @@ func remoteFile(p *fakePeers, path, content string, mode uint32, by uint64, n ui
 
 func startFolder(t *testing.T, peers Peers) (*Folder, string) {
 	t.Helper()
+	return startFolderWith(t, peers, config.Folder{})
+}
+
+// startFolderWith is startFolder with settings of cfg that are not zero
+// (TrashDays so far).
+func startFolderWith(t *testing.T, peers Peers, cfg config.Folder) (*Folder, string) {
+	t.Helper()
 	dir := t.TempDir()
 	root := filepath.Join(dir, "root")
 	if err := os.Mkdir(root, 0o755); err != nil {
@@ -87,7 +94,7 @@ func startFolder(t *testing.T, peers Peers) (*Folder, string) {
 		t.Fatal(err)
 	}
 	f := New(Options{
-		Config: config.Folder{ID: "f", Path: root, Rescan: time.Hour},
+		Config: config.Folder{ID: "f", Path: root, Rescan: time.Hour, TrashDays: cfg.TrashDays},
 		Me:     identity.ID{1, 2, 3},
 		Index:  fi,
 		Peers:  peers,
