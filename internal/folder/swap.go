@@ -21,6 +21,10 @@ import (
 // which never saw the remote version. So the file is swapped out rather
 // than overwritten, and what comes out is compared with the guarded file.
 
+// renameat2 is unix.Renameat2; tests replace it to act as a filesystem
+// without RENAME_EXCHANGE.
+var renameat2 = unix.Renameat2
+
 // exchangeInto puts j's temporary file or link at j.path, where the
 // guarded file g was checked, by exchanging the two names atomically
 // (RENAME_EXCHANGE), and then deals with what came out:
@@ -37,7 +41,7 @@ import (
 // j.tmp is cleared once the temporary name no longer holds j's file.
 func (f *Folder) exchangeInto(j *job, g *guard) error {
 	dst := f.root.Abs(j.path)
-	err := unix.Renameat2(unix.AT_FDCWD, j.tmp, unix.AT_FDCWD, dst, unix.RENAME_EXCHANGE)
+	err := renameat2(unix.AT_FDCWD, j.tmp, unix.AT_FDCWD, dst, unix.RENAME_EXCHANGE)
 	switch {
 	case errors.Is(err, unix.ENOENT):
 		if _, serr := os.Lstat(j.tmp); serr != nil {
@@ -53,7 +57,9 @@ func (f *Folder) exchangeInto(j *job, g *guard) error {
 		}
 		j.tmp = ""
 		return nil
-	case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP):
+	case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EXDEV):
+		// No exchange here (some filesystems; overlayfs refuses it for
+		// some entries with EXDEV).
 		if err := os.Rename(j.tmp, dst); err != nil {
 			return fmt.Errorf("rename into %s: %w", dst, err)
 		}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"tandem/internal/config"
 	"tandem/internal/identity"
 	"tandem/internal/index"
@@ -158,5 +160,54 @@ func userChangeRacing(t *testing.T, trash int, del bool, user func(*testing.T, r
 				t.Fatalf("the new version is in the trash: %+v", e)
 			}
 		}
+	}
+}
+
+// TestReplaceWithoutExchange replaces a local file with a remote version
+// where the filesystem cannot exchange names (RENAME_EXCHANGE refused
+// with EINVAL): the plain rename it falls back to places the version, and
+// nothing else is left in the folder.
+func TestReplaceWithoutExchange(t *testing.T) {
+	tried := make(chan struct{}, 1)
+	renameat2 = func(olddirfd int, oldpath string, newdirfd int, newpath string, flags uint) error {
+		if flags&unix.RENAME_EXCHANGE != 0 {
+			select {
+			case tried <- struct{}{}:
+			default:
+			}
+			return unix.EINVAL
+		}
+		return unix.Renameat2(olddirfd, oldpath, newdirfd, newpath, flags)
+	}
+	t.Cleanup(func() { renameat2 = unix.Renameat2 })
+	peers := newFakePeers()
+	f, root := startFolder(t, peers)
+	local := recordedFile(t, f, root, "doc.txt", "original\n")
+	peer := identity.ID{9, 9, 9}
+	remote := remoteFile(peers, "doc.txt", "remote\n", 0o644, peer.Short64(), 1)
+	remote.Version = local.Version.Merge(version.Vector{}.Update(peer.Short64(), 0))
+	if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 7, Records: []record.Record{remote}, Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the remote version to be recorded", func() bool {
+		var r record.Record
+		_ = f.idx.View(func(tx *index.Tx) error { r, _, _ = tx.Get("doc.txt"); return nil })
+		return r.Version.Dominates(remote.Version)
+	})
+	select {
+	case <-tried:
+	default:
+		t.Fatal("the exchange was never tried")
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "doc.txt")); err != nil || string(b) != "remote\n" {
+		t.Fatalf("doc.txt = %q, %v; want the remote version", b, err)
+	}
+	es, _ := os.ReadDir(root)
+	if len(es) != 2 { // doc.txt and .tandem
+		var names []string
+		for _, e := range es {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("folder holds %v, want only doc.txt", names)
 	}
 }
