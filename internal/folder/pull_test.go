@@ -199,16 +199,7 @@ func TestLocalWriteRacingRemoteChangeIsKept(t *testing.T) {
 			}
 			testHookChecked.Store(&hook)
 			t.Cleanup(func() { testHookChecked.Store(nil) })
-			peer := identity.ID{9, 9, 9}
-			by := peer.Short64()
-			remote := remoteFile(peers, "doc.txt", "remote\n", 0o644, by, 1)
-			if del {
-				remote = record.Record{Path: "doc.txt", Type: record.File, Deleted: true, ModifiedBy: by, Dot: 1}
-			}
-			remote.Version = local.Version.Merge(version.Vector{}.Update(by, 0))
-			if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 7, Records: []record.Record{remote}, Last: 1}); err != nil {
-				t.Fatal(err)
-			}
+			sendOver(t, f, peers, local, del)
 			want := "original\nlocal edit\n"
 			waitFor(t, "the remote change to be applied and the local write kept", func() bool {
 				es, _ := os.ReadDir(root)

@@ -47,6 +47,23 @@ func replaceByRename(t *testing.T, s racingScene) {
 	}
 }
 
+// sendOver delivers a peer's change of the local file rec that saw it:
+// new content "remote\n", or its delete. It returns the peer's record.
+func sendOver(t *testing.T, f *Folder, peers *fakePeers, rec record.Record, del bool) record.Record {
+	t.Helper()
+	peer := identity.ID{9, 9, 9}
+	by := peer.Short64()
+	remote := remoteFile(peers, rec.Path, "remote\n", 0o644, by, 1)
+	if del {
+		remote = record.Record{Path: rec.Path, Type: record.File, Deleted: true, ModifiedBy: by, Dot: 1}
+	}
+	remote.Version = rec.Version.Merge(version.Vector{}.Update(by, 0))
+	if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 7, Records: []record.Record{remote}, Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	return remote
+}
+
 // TestUserChangeRacingRemoteChange deletes or replaces (by rename, as an
 // editor saves) a local file just after the last check before a remote
 // version replaces or deletes it, with the trash off and on. Whatever the
@@ -86,16 +103,7 @@ func userChangeRacing(t *testing.T, trash int, del bool, user func(*testing.T, r
 	}
 	testHookChecked.Store(&hook)
 	t.Cleanup(func() { testHookChecked.Store(nil) })
-	peer := identity.ID{9, 9, 9}
-	by := peer.Short64()
-	remote := remoteFile(peers, "doc.txt", "remote\n", 0o644, by, 1)
-	if del {
-		remote = record.Record{Path: "doc.txt", Type: record.File, Deleted: true, ModifiedBy: by, Dot: 1}
-	}
-	remote.Version = local.Version.Merge(version.Vector{}.Update(by, 0))
-	if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 7, Records: []record.Record{remote}, Last: 1}); err != nil {
-		t.Fatal(err)
-	}
+	remote := sendOver(t, f, peers, local, del)
 	// The tree as content -> where; a copy is made before the index
 	// records the remote change, and a file put back at its name is
 	// recorded by the scan.
@@ -183,12 +191,7 @@ func TestReplaceWithoutExchange(t *testing.T) {
 	peers := newFakePeers()
 	f, root := startFolder(t, peers)
 	local := recordedFile(t, f, root, "doc.txt", "original\n")
-	peer := identity.ID{9, 9, 9}
-	remote := remoteFile(peers, "doc.txt", "remote\n", 0o644, peer.Short64(), 1)
-	remote.Version = local.Version.Merge(version.Vector{}.Update(peer.Short64(), 0))
-	if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 7, Records: []record.Record{remote}, Last: 1}); err != nil {
-		t.Fatal(err)
-	}
+	remote := sendOver(t, f, peers, local, false)
 	waitFor(t, "the remote version to be recorded", func() bool {
 		var r record.Record
 		_ = f.idx.View(func(tx *index.Tx) error { r, _, _ = tx.Get("doc.txt"); return nil })
