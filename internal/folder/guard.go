@@ -142,22 +142,21 @@ func (f *Folder) saveRaced(fd *os.File, st *unix.Stat_t, path string, atPath boo
 		os.Remove(tmp)
 		return "", err
 	}
-	stamp := time.Unix(st.Mtim.Unix()).UTC().Format(stampLayout)
-	name := ConflictName(path, stamp, f.me.Short())
-	if _, err := f.root.OS().Lstat(path); atPath && errors.Is(err, fs.ErrNotExist) {
-		name = path
-	}
-	for i := 2; name != path; i++ {
-		if _, err := f.root.OS().Lstat(name); errors.Is(err, fs.ErrNotExist) {
-			break
+	if atPath {
+		err := f.root.CheckParents(path)
+		if err == nil {
+			err = f.moveToFreeName(tmp, path)
 		}
-		name = ConflictName(path, stamp, fmt.Sprintf("%s.%d", f.me.Short(), i))
+		if err == nil {
+			return path, nil
+		}
+		if !errors.Is(err, unix.EEXIST) {
+			os.Remove(tmp)
+			return "", err
+		}
 	}
-	if err := f.root.CheckParents(name); err != nil {
-		os.Remove(tmp)
-		return "", err
-	}
-	if err := os.Rename(tmp, f.root.Abs(name)); err != nil {
+	name, err := f.keepOutAsCopy(tmp, path) // named after tmp's mtime, st's
+	if err != nil {
 		os.Remove(tmp)
 		return "", err
 	}
