@@ -616,9 +616,6 @@ func (f *Folder) placeOne(j *job) error {
 		// A path verified free just now needs no clearing: if something
 		// appears there meanwhile, the rename refuses to replace it.
 		if g != nil {
-			if err := f.keepBeforeOverwrite(j.path); err != nil {
-				return err
-			}
 			return f.exchangeInto(j, g)
 		}
 		if !j.nothingLive() {

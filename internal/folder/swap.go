@@ -28,8 +28,9 @@ var renameat2 = unix.Renameat2
 // exchangeInto puts j's temporary file or link at j.path, where the
 // guarded file g was checked, by exchanging the two names atomically
 // (RENAME_EXCHANGE), and then deals with what came out:
-//   - the guarded file: removed (g keeps it reachable, so a write that
-//     slipped in can still be saved by release);
+//   - the guarded file: discarded, into the trash if it is on (g keeps it
+//     reachable, so a write that slipped in can still be saved by
+//     release);
 //   - nothing, the path was deleted here after the check: the remote
 //     version takes the free name; the delete saw the guarded file and
 //     every write to it, so nothing of it is saved;
@@ -59,7 +60,11 @@ func (f *Folder) exchangeInto(j *job, g *guard) error {
 		return nil
 	case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EXDEV):
 		// No exchange here (some filesystems; overlayfs refuses it for
-		// some entries with EXDEV).
+		// some entries with EXDEV): the old file is kept in the trash
+		// first, as for any overwrite.
+		if err := f.keepBeforeOverwrite(j.path); err != nil {
+			return err
+		}
 		if err := os.Rename(j.tmp, dst); err != nil {
 			return fmt.Errorf("rename into %s: %w", dst, err)
 		}
@@ -71,8 +76,8 @@ func (f *Folder) exchangeInto(j *job, g *guard) error {
 	out := j.tmp
 	j.tmp = ""
 	if g.holds(out) {
-		if err := os.Remove(out); err != nil {
-			f.log.Warn("cannot remove the replaced file", "path", j.path, "held", out, "err", err)
+		if err := f.discardHeld(out, j.path); err != nil {
+			f.log.Warn("cannot discard the replaced file", "path", j.path, "held", out, "err", err)
 		}
 		return nil
 	}
@@ -123,21 +128,30 @@ func (f *Folder) takeOut(j *job, g *guard) error {
 		}
 		return errDefer
 	}
-	if !f.trashOn() {
-		if err := os.Remove(held); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("delete %s: %w", f.root.Abs(j.path), err)
-		}
-	} else {
-		dst, err := f.trashTarget(j.path)
-		if err != nil {
-			return err
-		}
-		if err := os.Rename(held, dst); err != nil {
-			return fmt.Errorf("move %s to the trash: %w", f.root.Abs(j.path), err)
-		}
+	if err := f.discardHeld(held, j.path); err != nil {
+		return err
 	}
 	if j.r.Deleted {
 		crashpoint.Hit(crashpoint.DeleteAfterRemove)
+	}
+	return nil
+}
+
+// discardHeld discards the guarded file of rel, moved out of the tree to
+// abs: into the trash if it is on, else deleted.
+func (f *Folder) discardHeld(abs, rel string) error {
+	if !f.trashOn() {
+		if err := os.Remove(abs); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("delete %s: %w", f.root.Abs(rel), err)
+		}
+		return nil
+	}
+	dst, err := f.trashTarget(rel)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(abs, dst); err != nil {
+		return fmt.Errorf("move %s to the trash: %w", f.root.Abs(rel), err)
 	}
 	return nil
 }
