@@ -5,8 +5,9 @@ import (
 	"io"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Proxy is a TCP forwarder for fault injection in tests: it listens on a
@@ -28,7 +29,9 @@ type Proxy struct {
 	wg     sync.WaitGroup
 
 	accepted, refused uint64
-	bytes             atomic.Uint64 // forwarded, both directions
+	// gone is what the proxy's closed sockets received: the bytes
+	// forwarded through connections that are over.
+	gone uint64
 }
 
 // ListenProxy starts a proxy on 127.0.0.1:0 that forwards to target.
@@ -108,6 +111,11 @@ func (p *Proxy) Close() error {
 }
 
 func (p *Proxy) closeAllLocked() {
+	// Counted before any is closed: closing one makes its pipes close
+	// the other end of the connection.
+	for c := range p.conns {
+		p.gone += received(c)
+	}
 	for c := range p.conns {
 		c.Close()
 	}
@@ -136,7 +144,12 @@ func (p *Proxy) forget(cs ...net.Conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range cs {
-		delete(p.conns, c)
+		if _, ok := p.conns[c]; ok {
+			p.gone += received(c)
+			delete(p.conns, c)
+		}
+	}
+	for _, c := range cs {
 		c.Close()
 	}
 }
@@ -189,38 +202,54 @@ func (p *Proxy) forward(gen uint64, c net.Conn) {
 	p.accepted++
 	p.mu.Unlock()
 	var wg sync.WaitGroup
-	wg.Go(func() { pipe(countingConn{up, &p.bytes}, c) })
-	wg.Go(func() { pipe(countingConn{c, &p.bytes}, up) })
+	wg.Go(func() { p.pipe(up, c) })
+	wg.Go(func() { p.pipe(c, up) })
 	wg.Wait()
 	p.forget(c, up)
 }
 
 // Bytes returns how many bytes the proxy has forwarded so far, both
 // directions together (TLS records included: what a network would carry).
-func (p *Proxy) Bytes() uint64 { return p.bytes.Load() }
-
-// countingConn counts the bytes written to a connection.
-type countingConn struct {
-	net.Conn
-	n *atomic.Uint64
-}
-
-func (c countingConn) Write(b []byte) (int, error) {
-	n, err := c.Conn.Write(b)
-	c.n.Add(uint64(n))
-	return n, err
-}
-
-func (c countingConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
+//
+// The kernel counts them: every byte forwarded was first received by one
+// of the proxy's sockets, and the copy between two sockets is a splice
+// that never passes through this process (counting in user space would
+// mean copying every byte, CPU taken from the nodes a benchmark measures).
+// Bytes received and not yet passed on are counted too; at any moment
+// that is at most a pipe's buffer per direction.
+func (p *Proxy) Bytes() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := p.gone
+	for c := range p.conns {
+		n += received(c)
 	}
-	return errors.New("no half-close")
+	return n
 }
 
-// pipe copies src to dst; at the end of src it half-closes dst, on an
-// error it closes both.
-func pipe(dst, src net.Conn) {
+// received is how many bytes connection c has received so far (TCP_INFO's
+// tcpi_bytes_received), 0 where the kernel does not tell.
+func received(c net.Conn) uint64 {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return 0
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var n uint64
+	_ = raw.Control(func(fd uintptr) {
+		if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+			n = info.Bytes_received
+		}
+	})
+	return n
+}
+
+// pipe copies src to dst (a splice between two TCP connections); at the
+// end of src it half-closes dst, on an error it closes both.
+func (p *Proxy) pipe(dst, src net.Conn) {
 	_, err := io.Copy(dst, src)
 	if err == nil {
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
@@ -229,8 +258,7 @@ func pipe(dst, src net.Conn) {
 			}
 		}
 	}
-	dst.Close()
-	src.Close()
+	p.forget(dst, src) // counted before they close
 }
 
 // CountWire routes every link of c through byte-counting proxies (call it

@@ -89,6 +89,9 @@ func TestProxyForwardsCutsAndHeals(t *testing.T) {
 	if !closedSoon(c1, 5*time.Second) {
 		t.Fatal("live connection survived Cut")
 	}
+	if n := p.Bytes(); n != 12 {
+		t.Fatalf("Bytes() = %d once the connection was cut, want the 12 it forwarded", n)
+	}
 	// New connections are accepted by the kernel but closed at once.
 	for range 3 {
 		c, err := net.Dial("tcp", p.Addr)
