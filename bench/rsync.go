@@ -11,11 +11,16 @@ import (
 	"tandem/internal/cluster"
 )
 
-// rsyncd is an rsync daemon on loopback with one writable module.
+// rsyncd is an rsync daemon on loopback with one writable module. rsync
+// reaches it through the same byte-counting proxy that tandem's nodes
+// talk through (cluster.CountWire): both transfers take the same path,
+// the proxy's copying costs both the same CPU, and both are counted on the
+// wire the same way.
 type rsyncd struct {
-	addr string
-	dest string
-	cmd  *exec.Cmd
+	addr  string // the proxy's
+	dest  string
+	cmd   *exec.Cmd
+	proxy *cluster.Proxy
 }
 
 func startRsyncd(t *tb) *rsyncd {
@@ -34,14 +39,16 @@ func startRsyncd(t *tb) *rsyncd {
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		t.Fatalf("%v", err)
 	}
-	r.addr = "127.0.0.1:" + port
+	direct := "127.0.0.1:" + port
+	r.proxy = cluster.NewProxy(t, direct)
+	r.addr = r.proxy.Addr
 	r.cmd = exec.Command("rsync", "--daemon", "--no-detach", "--address=127.0.0.1", "--port="+port, "--config="+conf)
 	if err := r.cmd.Start(); err != nil {
 		t.Fatalf("start rsync daemon: %v", err)
 	}
 	t.Cleanup(func() { r.cmd.Process.Kill(); r.cmd.Wait() })
 	cluster.WaitFor(t, 10*time.Second, "rsync daemon", func() (bool, string) {
-		err := exec.Command("rsync", "rsync://"+r.addr+"/").Run()
+		err := exec.Command("rsync", "rsync://"+direct+"/").Run()
 		return err == nil, fmt.Sprint(err)
 	})
 	return r
@@ -57,6 +64,10 @@ func (r *rsyncd) push(t *tb, src string, args ...string) time.Duration {
 	}
 	return time.Since(start)
 }
+
+// wire is how many bytes rsync has sent and received through the proxy so
+// far.
+func (r *rsyncd) wire() uint64 { return r.proxy.Bytes() }
 
 func (r *rsyncd) clear(t *tb) {
 	if err := os.RemoveAll(r.dest); err != nil {

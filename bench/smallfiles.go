@@ -84,7 +84,9 @@ func smallFiles(t *tb, full bool) []row {
 	bytes := makeSmallFiles(t, src, n, 1)
 	rd := startRsyncd(t)
 	quiesce()
+	w := rd.wire()
 	rsyncTime := rd.push(t, src, "-a")
+	rsyncWire := rd.wire() - w
 	// For reference: rsync making every file durable, as tandem does.
 	rd.clear(t)
 	quiesce()
@@ -107,7 +109,7 @@ func smallFiles(t *tb, full bool) []row {
 	c.Converged(5 * time.Minute)
 	rows = append(rows, row{name: fmt.Sprintf("%d small files, present at start", n), tandem: secs(initial), rsync: secs(rsyncTime),
 		ratio: ratio(initial, rsyncTime), wire: kib(onWire()), rss: rssOf(c),
-		note: fmt.Sprintf("%.0f MiB; rsync -a --fsync %s, ratio %s", float64(bytes)/(1<<20), secs(rsyncFsync), ratio(initial, rsyncFsync))})
+		note: fmt.Sprintf("%.0f MiB; rsync on the wire %s; rsync -a --fsync %s, ratio %s", float64(bytes)/(1<<20), kib(rsyncWire), secs(rsyncFsync), ratio(initial, rsyncFsync))})
 
 	// tandem, files created on a while both run (a fresh cluster).
 	c2 := newCluster(t, 2, "smallfiles-live")
