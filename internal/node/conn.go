@@ -25,9 +25,12 @@ const (
 	indexQueue  = 8 // index messages received, not yet stored
 )
 
-// counter counts bytes on a connection.
+// counter counts bytes on a connection. Each of its writes reaches the
+// network in one system call where the TLS connection is over a
+// batchConn.
 type counter struct {
 	net.Conn
+	batch   *batchConn // nil: records are written one by one
 	in, out atomic.Uint64
 }
 
@@ -38,7 +41,15 @@ func (c *counter) Read(p []byte) (int, error) {
 }
 
 func (c *counter) Write(p []byte) (int, error) {
+	if c.batch != nil {
+		c.batch.begin()
+	}
 	n, err := c.Conn.Write(p)
+	if c.batch != nil {
+		if ferr := c.batch.end(); err == nil && ferr != nil {
+			n, err = 0, ferr
+		}
+	}
 	c.out.Add(uint64(n))
 	return n, err
 }
@@ -68,6 +79,7 @@ type conn struct {
 
 func newConn(n *Node, tc *tls.Conn, peer identity.ID, dialed bool) *conn {
 	cnt := &counter{Conn: tc}
+	cnt.batch, _ = tc.NetConn().(*batchConn)
 	return &conn{
 		n: n, peer: peer, dialed: dialed, raw: tc, counter: cnt,
 		pc:      protocol.New(cnt),

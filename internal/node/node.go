@@ -203,7 +203,7 @@ func (n *Node) allow(id identity.ID) error {
 
 func (n *Node) accept(ctx context.Context, raw net.Conn) {
 	setTCP(raw)
-	tc := tls.Server(raw, n.opt.Identity.ServerTLS(n.allow))
+	tc := tls.Server(&batchConn{Conn: raw}, n.opt.Identity.ServerTLS(n.allow))
 	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
@@ -244,7 +244,7 @@ func (n *Node) dialLoop(ctx context.Context, p Peer) {
 		raw, err := d.DialContext(ctx, "tcp", p.Address)
 		if err == nil {
 			setTCP(raw)
-			tc := tls.Client(raw, n.opt.Identity.ClientTLS(p.ID))
+			tc := tls.Client(&batchConn{Conn: raw}, n.opt.Identity.ClientTLS(p.ID))
 			hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			err = tc.HandshakeContext(hctx)
 			cancel()
