@@ -319,8 +319,12 @@ func (f *Folder) readLocalBlock(b record.Block, locs []index.BlockLoc) []byte {
 // createdAs reports whether a file this process creates under .tandem/tmp
 // already has r's owner and group, so no chown is needed.
 func (f *Folder) createdAs(r *record.Record) bool {
-	return !f.tmpSetgid && r.UID == uint32(os.Geteuid()) && r.GID == uint32(os.Getegid())
+	return !f.tmpSetgid && r.UID == euid && r.GID == egid
 }
+
+// The process's effective user and group, read once rather than with two
+// system calls for every file fetched.
+var euid, egid = uint32(os.Geteuid()), uint32(os.Getegid())
 
 // setMetaFD sets owner, mode and mtime on an open temporary file.
 func setMetaFD(fh *os.File, r *record.Record, withOwner bool) error {
