@@ -180,7 +180,48 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 		}
 		return nil
 	})
-	var off int64
+	// send requests one run of blocks; false once ctx is done.
+	send := func(sp span) bool {
+		if !acquire(ctx, sem) {
+			return false
+		}
+		if !acquire(ctx, f.requests) {
+			<-sem
+			return false
+		}
+		src := sources[next%len(sources)]
+		next++
+		fetch := func() {
+			defer func() { <-f.requests; <-sem }()
+			data, err := f.requestSpan(ctx, src, sources, r.Path, sp)
+			if err != nil {
+				fail(err)
+				return
+			}
+			_, err = out.WriteAt(data, sp.at)
+			protocol.ReleaseBlock(data)
+			if err != nil {
+				fail(fmt.Errorf("write temporary file: %w", err))
+				return
+			}
+			kickWriteback(out, &written, sp.size)
+			f.stMu.Lock()
+			f.stats.BytesFetched += uint64(sp.size)
+			f.stMu.Unlock()
+			crashpoint.Hit(crashpoint.FetchMidTransfer)
+		}
+		if len(r.Blocks) == 1 {
+			fetch() // most files: no goroutine of its own
+		} else {
+			wg.Go(fetch)
+		}
+		return true
+	}
+	var (
+		off  int64
+		run  span // blocks to request, not yet sent
+		done bool
+	)
 	for i, b := range r.Blocks {
 		at := off
 		off += int64(b.Size)
@@ -201,39 +242,19 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 		if len(sources) == 0 {
 			return "", fmt.Errorf("%s: no connected peer has this version", r.Path)
 		}
-		if !acquire(ctx, sem) {
+		if run.extends(at, b) {
+			run.add(b)
+			continue
+		}
+		if len(run.blocks) > 0 && !send(run) {
+			done = true
 			break
 		}
-		if !acquire(ctx, f.requests) {
-			<-sem
-			break
-		}
-		src := sources[next%len(sources)]
-		next++
-		fetch := func() {
-			defer func() { <-f.requests; <-sem }()
-			data, err := f.requestBlock(ctx, src, sources, r.Path, at, b)
-			if err != nil {
-				fail(err)
-				return
-			}
-			_, err = out.WriteAt(data, at)
-			protocol.ReleaseBlock(data)
-			if err != nil {
-				fail(fmt.Errorf("write temporary file: %w", err))
-				return
-			}
-			kickWriteback(out, &written, int(b.Size))
-			f.stMu.Lock()
-			f.stats.BytesFetched += uint64(b.Size)
-			f.stMu.Unlock()
-			crashpoint.Hit(crashpoint.FetchMidTransfer)
-		}
-		if len(r.Blocks) == 1 {
-			fetch() // most files: no goroutine of its own
-		} else {
-			wg.Go(fetch)
-		}
+		run = span{at: at}
+		run.add(b)
+	}
+	if !done && len(run.blocks) > 0 {
+		send(run)
 	}
 	wg.Wait()
 	if firstErr != nil {
@@ -268,19 +289,59 @@ func kickWriteback(out *os.File, written *atomic.Int64, n int) {
 	}
 }
 
-// requestBlock asks src for a block, falling back to the other sources.
-// The data may be handed back with protocol.ReleaseBlock once written.
-func (f *Folder) requestBlock(ctx context.Context, src identity.ID, sources []identity.ID, path string, at int64, b record.Block) ([]byte, error) {
+// span is a run of consecutive blocks of one file that one request asks
+// for: a peer serves up to blocks.MaxSize bytes at any offset, so a run of
+// small blocks costs one request and one response instead of one each.
+type span struct {
+	at     int64
+	size   int
+	blocks []record.Block
+}
+
+// extends reports whether block b, at offset at, continues s and still
+// fits in one request.
+func (s *span) extends(at int64, b record.Block) bool {
+	return len(s.blocks) > 0 && at == s.at+int64(s.size) && s.size+int(b.Size) <= blocks.MaxSize
+}
+
+func (s *span) add(b record.Block) {
+	s.blocks = append(s.blocks, b)
+	s.size += int(b.Size)
+}
+
+// mismatch returns the offset of the first block of s whose bytes in data
+// do not match its hash, or -1 if all do.
+func (s *span) mismatch(data []byte) int64 {
+	off := 0
+	for _, b := range s.blocks {
+		end := off + int(b.Size)
+		if end > len(data) || !blocks.Check(data[off:end], b.Hash) {
+			return s.at + int64(off)
+		}
+		off = end
+	}
+	return -1
+}
+
+// requestSpan asks src for the blocks of sp, falling back to the other
+// sources; every block is verified against its hash. The data may be
+// handed back with protocol.ReleaseBlock once written.
+func (f *Folder) requestSpan(ctx context.Context, src identity.ID, sources []identity.ID, path string, sp span) ([]byte, error) {
 	order := append([]identity.ID{src}, sources...)
 	var lastErr error
 	for i, p := range order {
 		if i > 0 && p == src {
 			continue
 		}
-		data, err := f.opt.Peers.Request(ctx, p, &protocol.Request{Folder: f.cfg.ID, Path: path, Offset: at, Size: b.Size, Hash: b.Hash})
-		if err == nil && !blocks.Check(data, b.Hash) {
+		data, err := f.opt.Peers.Request(ctx, p, &protocol.Request{Folder: f.cfg.ID, Path: path, Offset: sp.at, Size: uint32(sp.size), Hash: sp.blocks[0].Hash})
+		if err == nil && len(data) != sp.size {
 			protocol.ReleaseBlock(data)
-			err = fmt.Errorf("block of %s at %d from %s does not match its hash", path, at, p.Short())
+			err = fmt.Errorf("%d bytes of %s at %d from %s, asked for %d", len(data), path, sp.at, p.Short(), sp.size)
+		} else if err == nil {
+			if at := sp.mismatch(data); at >= 0 {
+				protocol.ReleaseBlock(data)
+				err = fmt.Errorf("block of %s at %d from %s does not match its hash", path, at, p.Short())
+			}
 		}
 		if err == nil {
 			return data, nil

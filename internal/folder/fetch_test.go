@@ -1,6 +1,7 @@
 package folder
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"tandem/internal/blocks"
 	"tandem/internal/crashpoint"
 	"tandem/internal/identity"
 	"tandem/internal/protocol"
@@ -22,6 +24,7 @@ import (
 type heldPeers struct {
 	mu      sync.Mutex
 	data    map[[32]byte][]byte
+	next    map[[32]byte][32]byte
 	held    int
 	maxHeld int
 	release chan struct{}
@@ -32,7 +35,7 @@ func (p *heldPeers) Hint(*protocol.Hint)        {}
 
 func (p *heldPeers) Request(ctx context.Context, _ identity.ID, req *protocol.Request) ([]byte, error) {
 	p.mu.Lock()
-	d := p.data[req.Hash]
+	d := spanFrom(p.data, p.next, req)
 	p.held++
 	p.maxHeld = max(p.maxHeld, p.held)
 	p.mu.Unlock()
@@ -43,7 +46,7 @@ func (p *heldPeers) Request(ctx context.Context, _ identity.ID, req *protocol.Re
 	}()
 	select {
 	case <-p.release:
-		return append([]byte(nil), d...), nil // the folder may release it
+		return d, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -56,16 +59,18 @@ func (p *heldPeers) counts() (held, maxHeld int) {
 }
 
 // TestBlockRequestsInFlightAreBounded announces more files than there are
-// fetch workers, each of several blocks, so that the workers' windows
-// together could ask for twice maxRequests blocks at once: no more than
-// maxRequests may be in flight (they are held in memory), and all files
-// still arrive.
+// fetch workers, each of several blocks too large for two to share a
+// request, so that the workers' windows together could ask for twice
+// maxRequests blocks at once: no more than maxRequests may be in flight
+// (they are held in memory), and all files still arrive.
 func TestBlockRequestsInFlightAreBounded(t *testing.T) {
-	const files, perFile = fetchWorkers + 8, 4
+	const files, perFile = fetchWorkers + 8, 2
 	if fetchWorkers*min(perFile, window) <= maxRequests {
 		t.Fatalf("the test needs fetchWorkers*%d > maxRequests", perFile)
 	}
-	peers := &heldPeers{data: map[[32]byte][]byte{}, release: make(chan struct{})}
+	peers := &heldPeers{data: map[[32]byte][]byte{}, next: map[[32]byte][32]byte{}, release: make(chan struct{})}
+	// Blocks of more than half blocks.MaxSize: one request each.
+	const blockSize = blocks.MaxSize/2 + 1
 	f, root := startFolder(t, peers)
 	peer := identity.ID{9, 9, 9}
 	by := peer.Short64()
@@ -78,7 +83,8 @@ func TestBlockRequestsInFlightAreBounded(t *testing.T) {
 		r := record.Record{Path: fmt.Sprintf("f%03d", i), Type: record.File, Mode: 0o644, MTime: 1e18,
 			Version: v, ModifiedBy: by, Dot: uint64(i + 1)}
 		for b := range perFile {
-			data := []byte(fmt.Sprintf("file %d block %d", i, b))
+			data := make([]byte, blockSize)
+			copy(data, fmt.Sprintf("file %d block %d", i, b))
 			h := sha256.Sum256(data)
 			peers.data[h] = data
 			r.Blocks = append(r.Blocks, record.Block{Hash: h, Size: uint32(len(data))})
@@ -166,4 +172,75 @@ func TestNextFilesFetchedWhileABatchIsPlaced(t *testing.T) {
 		b, errB := os.ReadFile(filepath.Join(root, "second"))
 		return errA == nil && errB == nil && string(a) == "one" && string(b) == "two"
 	})
+}
+
+// TestConsecutiveBlocksShareARequest announces a file of many blocks that
+// no local file holds: runs of consecutive blocks are asked for together
+// (up to blocks.MaxSize a request), every block exactly once, and the file
+// placed is exact.
+func TestConsecutiveBlocksShareARequest(t *testing.T) {
+	peers := newCountingPeers()
+	f, root := startFolder(t, peers)
+	waitReady(t, f)
+	data := randomData(8<<20, 21) // under hintMin: no hints
+	bl, _, err := blocks.Hash(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(peers.fakePeers, "many.bin", data, bl)
+	announce(t, f, root, identity.ID{9, 9, 9}, "many.bin", bl, data)
+	for i, b := range bl {
+		if n := peers.requests(b.Hash); n != 1 {
+			t.Errorf("block %d covered by %d requests, want 1", i, n)
+		}
+	}
+	peers.cmu.Lock()
+	reqs := peers.reqs
+	peers.cmu.Unlock()
+	if min := (len(data) + blocks.MaxSize - 1) / blocks.MaxSize; reqs < min || reqs >= len(bl) {
+		t.Errorf("%d requests for %d blocks of %d bytes, want from %d to fewer than one a block", reqs, len(bl), len(data), min)
+	}
+}
+
+// TestSpanChecksEveryBlock: a run of blocks is accepted only if each of
+// its blocks matches its own hash, and a run never grows past what one
+// request may ask for.
+func TestSpanChecksEveryBlock(t *testing.T) {
+	data := randomData(3<<20, 22)
+	bl, _, err := blocks.Hash(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sp span
+	var at int64
+	for i, b := range bl {
+		if i == 0 {
+			sp = span{at: 0}
+			sp.add(b)
+		} else if sp.extends(at, b) {
+			sp.add(b)
+		} else {
+			break
+		}
+		at += int64(b.Size)
+	}
+	if sp.size > blocks.MaxSize || len(sp.blocks) < 2 {
+		t.Fatalf("span of %d blocks, %d bytes", len(sp.blocks), sp.size)
+	}
+	if sp.extends(at+1, bl[len(sp.blocks)]) {
+		t.Fatal("a block that does not follow on extends the span")
+	}
+	good := data[:sp.size]
+	if got := sp.mismatch(good); got != -1 {
+		t.Fatalf("mismatch at %d in the right bytes", got)
+	}
+	bad := bytes.Clone(good)
+	second := int(sp.blocks[0].Size)
+	bad[second+5] ^= 1
+	if got := sp.mismatch(bad); got != int64(second) {
+		t.Fatalf("mismatch at %d, want %d (the second block)", got, second)
+	}
+	if got := sp.mismatch(good[:sp.size-1]); got == -1 {
+		t.Fatal("short data accepted")
+	}
 }

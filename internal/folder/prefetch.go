@@ -89,11 +89,7 @@ func (f *Folder) HandleHint(peer identity.ID, h *protocol.Hint) {
 	// Blocks a local file holds are copied from it when the version is
 	// fetched; only the others are worth fetching now.
 	local := f.heldLocally(h.Blocks)
-	type want struct {
-		at int64
-		b  record.Block
-	}
-	var todo []want
+	var todo []span // runs of consecutive blocks, one request each
 	at := h.Offset
 	pf.mu.Lock()
 	pf.last = now
@@ -101,7 +97,12 @@ func (f *Folder) HandleHint(peer identity.ID, h *protocol.Hint) {
 		if !local[i] && at >= pf.end {
 			pf.asked++
 			pf.end = at + int64(b.Size)
-			todo = append(todo, want{at, b})
+			if n := len(todo); n > 0 && todo[n-1].extends(at, b) {
+				todo[n-1].add(b)
+			} else {
+				todo = append(todo, span{at: at})
+				todo[len(todo)-1].add(b)
+			}
 		}
 		at += int64(b.Size)
 	}
@@ -113,7 +114,7 @@ func (f *Folder) HandleHint(peer identity.ID, h *protocol.Hint) {
 	pf.mu.Unlock()
 	go func() {
 		defer pf.wg.Done()
-		for _, w := range todo {
+		for _, sp := range todo {
 			select {
 			case pf.sem <- struct{}{}:
 			case <-pf.ctx.Done():
@@ -132,7 +133,7 @@ func (f *Folder) HandleHint(peer identity.ID, h *protocol.Hint) {
 			go func() {
 				defer pf.wg.Done()
 				defer func() { <-pf.sem }()
-				f.prefetchBlock(pf, w.at, w.b)
+				f.prefetchSpan(pf, sp)
 			}()
 		}
 	}()
@@ -192,25 +193,35 @@ func (f *Folder) prefetchFor(peer identity.ID, path string, now time.Time) *pref
 	return pf
 }
 
-// prefetchBlock fetches one block into pf's file; a block that cannot be
-// fetched is left to fetchFile.
-func (f *Folder) prefetchBlock(pf *prefetch, at int64, b record.Block) {
-	data, err := f.requestBlock(pf.ctx, pf.src, nil, pf.path, at, b)
+// prefetchSpan fetches a run of blocks into pf's file with one request and
+// keeps each block that matches its hash (the file may have changed since
+// the hint, in part); the others are left to fetchFile.
+func (f *Folder) prefetchSpan(pf *prefetch, sp span) {
+	data, err := f.opt.Peers.Request(pf.ctx, pf.src, &protocol.Request{Folder: f.cfg.ID, Path: pf.path, Offset: sp.at, Size: uint32(sp.size), Hash: sp.blocks[0].Hash})
 	if err != nil {
 		return
 	}
-	_, err = pf.file.WriteAt(data, at)
-	protocol.ReleaseBlock(data)
-	if err != nil {
-		return
-	}
-	kickWriteback(pf.file, &pf.written, int(b.Size))
+	defer protocol.ReleaseBlock(data)
 	f.stMu.Lock()
-	f.stats.BytesFetched += uint64(b.Size)
+	f.stats.BytesFetched += uint64(len(data))
 	f.stMu.Unlock()
-	pf.mu.Lock()
-	pf.have[at] = b
-	pf.mu.Unlock()
+	at, off := sp.at, 0
+	for _, b := range sp.blocks {
+		end := off + int(b.Size)
+		if end > len(data) {
+			return
+		}
+		if blocks.Check(data[off:end], b.Hash) {
+			if _, err := pf.file.WriteAt(data[off:end], at); err != nil {
+				return
+			}
+			kickWriteback(pf.file, &pf.written, int(b.Size))
+			pf.mu.Lock()
+			pf.have[at] = b
+			pf.mu.Unlock()
+		}
+		at, off = at+int64(b.Size), end
+	}
 }
 
 // takePrefetch removes and returns path's prefetch, if any, once its

@@ -28,12 +28,14 @@ import (
 type fakePeers struct {
 	mu        sync.Mutex
 	data      map[[32]byte][]byte
+	next      map[[32]byte][32]byte // the block that follows in its file (serve)
+	files     map[string]fakeFile   // paths served by offset, as a peer does
 	hold      map[string]chan struct{}
 	requested chan string
 }
 
 func newFakePeers() *fakePeers {
-	return &fakePeers{data: map[[32]byte][]byte{}, hold: map[string]chan struct{}{}, requested: make(chan string, 1)}
+	return &fakePeers{data: map[[32]byte][]byte{}, next: map[[32]byte][32]byte{}, files: map[string]fakeFile{}, hold: map[string]chan struct{}{}, requested: make(chan string, 1)}
 }
 
 func (p *fakePeers) Connected(identity.ID) bool { return true }
@@ -42,7 +44,11 @@ func (p *fakePeers) Hint(*protocol.Hint) {}
 
 func (p *fakePeers) Request(ctx context.Context, _ identity.ID, req *protocol.Request) ([]byte, error) {
 	p.mu.Lock()
-	d, gate := p.data[req.Hash], p.hold[req.Path]
+	d, gate := spanFrom(p.data, p.next, req), p.hold[req.Path]
+	if ff, ok := p.files[req.Path]; ok {
+		end := min(int64(len(ff.data)), req.Offset+int64(req.Size))
+		d = append([]byte(nil), ff.data[min(req.Offset, end):end]...)
+	}
 	p.mu.Unlock()
 	if gate != nil {
 		p.requested <- req.Path
@@ -52,8 +58,32 @@ func (p *fakePeers) Request(ctx context.Context, _ identity.ID, req *protocol.Re
 			return nil, ctx.Err()
 		}
 	}
-	// A copy: the folder may hand the buffer back to the block pools.
-	return append([]byte(nil), d...), nil
+	return d, nil
+}
+
+// fakeFile is a file a fakePeers serves by offset: its content and the
+// offset of each of its blocks.
+type fakeFile struct {
+	data []byte
+	at   map[int64][32]byte
+}
+
+// spanFrom answers req as a peer would: req.Size bytes from the block
+// whose hash req carries on, through the blocks that follow it (next), as
+// far as they are known. The result is a copy: the folder may hand it back
+// to the block pools.
+func spanFrom(data map[[32]byte][]byte, next map[[32]byte][32]byte, req *protocol.Request) []byte {
+	h := req.Hash
+	out := append([]byte(nil), data[h]...)
+	for len(out) < int(req.Size) {
+		n, ok := next[h]
+		if !ok {
+			break
+		}
+		out = append(out, data[n]...)
+		h = n
+	}
+	return out[:min(len(out), int(req.Size))]
 }
 
 // remoteFile is a one-block file record of node by at counter n.
