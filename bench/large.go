@@ -31,7 +31,8 @@ func large(t *tb, full bool) []row {
 	return rows
 }
 
-// makeMixed writes about total bytes: a quarter each in files of 4-64
+// makeMixed writes at least total bytes (each class overshoots by its last
+// file; the row's note gives the real total): a quarter each in files of 4-64
 // MiB, 256 KiB-4 MiB, 16-256 KiB and 1-16 KiB.
 func makeMixed(t *tb, dir string, total int64) {
 	r := rand.New(rand.NewPCG(uint64(total), 3))
@@ -87,5 +88,5 @@ func throughput(t *tb, label, prof string, make func(dir string)) row {
 	rss := rssOf(c)
 	return row{name: label, tandem: fmt.Sprintf("%s (%s)", secs(d), mbps(bytes, d)), rsync: fmt.Sprintf("%s (%s)", secs(rsyncTime), mbps(bytes, rsyncTime)),
 		ratio: fmt.Sprintf("%.2f", rsyncTime.Seconds()/d.Seconds()), wire: kib(sent), rss: rss,
-		note: fmt.Sprintf("%d files; ratio = tandem throughput / rsync --whole-file throughput (target >= 0.70); rsync on the wire %s; rsync --fsync %s, ratio %.2f", files, kib(rsyncWire), secs(rsyncFsync), rsyncFsync.Seconds()/d.Seconds())}
+		note: fmt.Sprintf("%d files, %s in all; ratio = tandem throughput / rsync --whole-file throughput (target >= 0.70); rsync on the wire %s; rsync --fsync %s, ratio %.2f", files, mib(bytes), kib(rsyncWire), secs(rsyncFsync), rsyncFsync.Seconds()/d.Seconds())}
 }
