@@ -219,8 +219,7 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 	}
 	var (
 		off  int64
-		run  span // blocks to request, not yet sent
-		done bool
+		runs []span // blocks to request; all but the last are sent
 	)
 	for i, b := range r.Blocks {
 		at := off
@@ -242,19 +241,16 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 		if len(sources) == 0 {
 			return "", fmt.Errorf("%s: no connected peer has this version", r.Path)
 		}
-		if run.extends(at, b) {
-			run.add(b)
-			continue
+		if runs = appendRun(runs, at, b); len(runs) == 2 {
+			if !send(runs[0]) {
+				runs = nil
+				break
+			}
+			runs = runs[1:]
 		}
-		if len(run.blocks) > 0 && !send(run) {
-			done = true
-			break
-		}
-		run = span{at: at}
-		run.add(b)
 	}
-	if !done && len(run.blocks) > 0 {
-		send(run)
+	if len(runs) == 1 {
+		send(runs[0])
 	}
 	wg.Wait()
 	if firstErr != nil {
@@ -309,18 +305,54 @@ func (s *span) add(b record.Block) {
 	s.size += int(b.Size)
 }
 
-// mismatch returns the offset of the first block of s whose bytes in data
-// do not match its hash, or -1 if all do.
-func (s *span) mismatch(data []byte) int64 {
+// appendRun adds block b, at offset at, to the last run of runs if it
+// continues it, or as a run of its own.
+func appendRun(runs []span, at int64, b record.Block) []span {
+	if n := len(runs); n > 0 && runs[n-1].extends(at, b) {
+		runs[n-1].add(b)
+		return runs
+	}
+	sp := span{at: at}
+	sp.add(b)
+	return append(runs, sp)
+}
+
+// each calls fn for every block of s, in order, with its offset in the
+// file and its bytes in data (nil where data ends before the block), until
+// fn returns false.
+func (s *span) each(data []byte, fn func(at int64, b record.Block, part []byte) bool) {
 	off := 0
 	for _, b := range s.blocks {
 		end := off + int(b.Size)
-		if end > len(data) || !blocks.Check(data[off:end], b.Hash) {
-			return s.at + int64(off)
+		var part []byte
+		if end <= len(data) {
+			part = data[off:end]
+		}
+		if !fn(s.at+int64(off), b, part) {
+			return
 		}
 		off = end
 	}
-	return -1
+}
+
+// mismatch returns the offset of the first block of s whose bytes in data
+// do not match its hash, or -1 if all do.
+func (s *span) mismatch(data []byte) int64 {
+	bad := int64(-1)
+	s.each(data, func(at int64, b record.Block, part []byte) bool {
+		if part == nil || !blocks.Check(part, b.Hash) {
+			bad = at
+			return false
+		}
+		return true
+	})
+	return bad
+}
+
+// spanRequest is the request for the blocks of sp of path. A peer serves
+// the bytes at the offset; the hash (the first block's) is for the record.
+func (f *Folder) spanRequest(path string, sp span) *protocol.Request {
+	return &protocol.Request{Folder: f.cfg.ID, Path: path, Offset: sp.at, Size: uint32(sp.size), Hash: sp.blocks[0].Hash}
 }
 
 // requestSpan asks src for the blocks of sp, falling back to the other
@@ -333,7 +365,7 @@ func (f *Folder) requestSpan(ctx context.Context, src identity.ID, sources []ide
 		if i > 0 && p == src {
 			continue
 		}
-		data, err := f.opt.Peers.Request(ctx, p, &protocol.Request{Folder: f.cfg.ID, Path: path, Offset: sp.at, Size: uint32(sp.size), Hash: sp.blocks[0].Hash})
+		data, err := f.opt.Peers.Request(ctx, p, f.spanRequest(path, sp))
 		if err == nil && len(data) != sp.size {
 			protocol.ReleaseBlock(data)
 			err = fmt.Errorf("%d bytes of %s at %d from %s, asked for %d", len(data), path, sp.at, p.Short(), sp.size)

@@ -35,7 +35,7 @@ func (p *heldPeers) Hint(*protocol.Hint)        {}
 
 func (p *heldPeers) Request(ctx context.Context, _ identity.ID, req *protocol.Request) ([]byte, error) {
 	p.mu.Lock()
-	d := spanFrom(p.data, p.next, req)
+	d, _ := spanFrom(p.data, p.next, req)
 	p.held++
 	p.maxHeld = max(p.maxHeld, p.held)
 	p.mu.Unlock()

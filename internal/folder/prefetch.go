@@ -97,12 +97,7 @@ func (f *Folder) HandleHint(peer identity.ID, h *protocol.Hint) {
 		if !local[i] && at >= pf.end {
 			pf.asked++
 			pf.end = at + int64(b.Size)
-			if n := len(todo); n > 0 && todo[n-1].extends(at, b) {
-				todo[n-1].add(b)
-			} else {
-				todo = append(todo, span{at: at})
-				todo[len(todo)-1].add(b)
-			}
+			todo = appendRun(todo, at, b)
 		}
 		at += int64(b.Size)
 	}
@@ -197,7 +192,7 @@ func (f *Folder) prefetchFor(peer identity.ID, path string, now time.Time) *pref
 // keeps each block that matches its hash (the file may have changed since
 // the hint, in part); the others are left to fetchFile.
 func (f *Folder) prefetchSpan(pf *prefetch, sp span) {
-	data, err := f.opt.Peers.Request(pf.ctx, pf.src, &protocol.Request{Folder: f.cfg.ID, Path: pf.path, Offset: sp.at, Size: uint32(sp.size), Hash: sp.blocks[0].Hash})
+	data, err := f.opt.Peers.Request(pf.ctx, pf.src, f.spanRequest(pf.path, sp))
 	if err != nil {
 		return
 	}
@@ -205,23 +200,22 @@ func (f *Folder) prefetchSpan(pf *prefetch, sp span) {
 	f.stMu.Lock()
 	f.stats.BytesFetched += uint64(len(data))
 	f.stMu.Unlock()
-	at, off := sp.at, 0
-	for _, b := range sp.blocks {
-		end := off + int(b.Size)
-		if end > len(data) {
-			return
+	sp.each(data, func(at int64, b record.Block, part []byte) bool {
+		if part == nil {
+			return false
 		}
-		if blocks.Check(data[off:end], b.Hash) {
-			if _, err := pf.file.WriteAt(data[off:end], at); err != nil {
-				return
-			}
-			kickWriteback(pf.file, &pf.written, int(b.Size))
-			pf.mu.Lock()
-			pf.have[at] = b
-			pf.mu.Unlock()
+		if !blocks.Check(part, b.Hash) {
+			return true
 		}
-		at, off = at+int64(b.Size), end
-	}
+		if _, err := pf.file.WriteAt(part, at); err != nil {
+			return false
+		}
+		kickWriteback(pf.file, &pf.written, int(b.Size))
+		pf.mu.Lock()
+		pf.have[at] = b
+		pf.mu.Unlock()
+		return true
+	})
 }
 
 // takePrefetch removes and returns path's prefetch, if any, once its

@@ -38,23 +38,7 @@ func newCountingPeers() *countingPeers {
 // hash it carries and those that follow it in its file.
 func (c *countingPeers) Request(ctx context.Context, id identity.ID, req *protocol.Request) ([]byte, error) {
 	c.fakePeers.mu.Lock()
-	covered := [][32]byte{req.Hash}
-	if ff, ok := c.fakePeers.files[req.Path]; ok {
-		covered = covered[:0]
-		for at, h := range ff.at {
-			if at >= req.Offset && at < req.Offset+int64(req.Size) {
-				covered = append(covered, h)
-			}
-		}
-	}
-	for h, n := req.Hash, len(c.fakePeers.data[req.Hash]); len(covered) == 1 && n < int(req.Size); n += len(c.fakePeers.data[h]) {
-		next, ok := c.fakePeers.next[h]
-		if !ok {
-			break
-		}
-		h = next
-		covered = append(covered, h)
-	}
+	_, covered := c.fakePeers.answer(req)
 	c.fakePeers.mu.Unlock()
 	c.cmu.Lock()
 	for _, h := range covered {

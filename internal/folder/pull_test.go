@@ -44,11 +44,8 @@ func (p *fakePeers) Hint(*protocol.Hint) {}
 
 func (p *fakePeers) Request(ctx context.Context, _ identity.ID, req *protocol.Request) ([]byte, error) {
 	p.mu.Lock()
-	d, gate := spanFrom(p.data, p.next, req), p.hold[req.Path]
-	if ff, ok := p.files[req.Path]; ok {
-		end := min(int64(len(ff.data)), req.Offset+int64(req.Size))
-		d = append([]byte(nil), ff.data[min(req.Offset, end):end]...)
-	}
+	d, _ := p.answer(req)
+	gate := p.hold[req.Path]
 	p.mu.Unlock()
 	if gate != nil {
 		p.requested <- req.Path
@@ -68,22 +65,43 @@ type fakeFile struct {
 	at   map[int64][32]byte
 }
 
+// answer returns what a peer sends for req and the blocks it covers: for
+// a file registered by path, the bytes at req's offset; otherwise the
+// bytes from the block whose hash req carries on (spanFrom). p.mu must be
+// held.
+func (p *fakePeers) answer(req *protocol.Request) ([]byte, [][32]byte) {
+	ff, ok := p.files[req.Path]
+	if !ok {
+		return spanFrom(p.data, p.next, req)
+	}
+	end := min(int64(len(ff.data)), req.Offset+int64(req.Size))
+	var covered [][32]byte
+	for at, h := range ff.at {
+		if at >= req.Offset && at < end {
+			covered = append(covered, h)
+		}
+	}
+	return append([]byte(nil), ff.data[min(req.Offset, end):end]...), covered
+}
+
 // spanFrom answers req as a peer would: req.Size bytes from the block
 // whose hash req carries on, through the blocks that follow it (next), as
-// far as they are known. The result is a copy: the folder may hand it back
-// to the block pools.
-func spanFrom(data map[[32]byte][]byte, next map[[32]byte][32]byte, req *protocol.Request) []byte {
+// far as they are known, and the hashes of the blocks it covers. The bytes
+// are a copy: the folder may hand them back to the block pools.
+func spanFrom(data map[[32]byte][]byte, next map[[32]byte][32]byte, req *protocol.Request) ([]byte, [][32]byte) {
 	h := req.Hash
 	out := append([]byte(nil), data[h]...)
+	covered := [][32]byte{h}
 	for len(out) < int(req.Size) {
 		n, ok := next[h]
 		if !ok {
 			break
 		}
 		out = append(out, data[n]...)
+		covered = append(covered, n)
 		h = n
 	}
-	return out[:min(len(out), int(req.Size))]
+	return out[:min(len(out), int(req.Size))], covered
 }
 
 // remoteFile is a one-block file record of node by at counter n.
