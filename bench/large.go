@@ -59,15 +59,13 @@ func throughput(t *tb, label, prof string, make func(dir string)) row {
 
 	rd := startRsyncd(t)
 	quiesce()
-	w := rd.wire()
-	rsyncTime := rd.push(t, src, "-a", "--whole-file")
-	rsyncWire := rd.wire() - w
+	rsyncTime, rsyncWire := rd.push(t, src, "-a", "--whole-file")
 	rd.clear(t)
 	// For reference: rsync making every file durable as tandem does
 	// before it shows a file at its name (the target compares with the
 	// plain run above).
 	quiesce()
-	rsyncFsync := rd.push(t, src, "-a", "--whole-file", "--fsync")
+	rsyncFsync, _ := rd.push(t, src, "-a", "--whole-file", "--fsync")
 	if err := os.RemoveAll(rd.dest); err != nil { // free the space
 		t.Fatalf("%v", err)
 	}

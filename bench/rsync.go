@@ -54,20 +54,18 @@ func startRsyncd(t *tb) *rsyncd {
 	return r
 }
 
-// push runs `rsync <args> src/ rsync://addr/dest/` and returns its time.
-func (r *rsyncd) push(t *tb, src string, args ...string) time.Duration {
+// push runs `rsync <args> src/ rsync://addr/dest/` and returns its time
+// and the bytes it sent and received through the proxy.
+func (r *rsyncd) push(t *tb, src string, args ...string) (time.Duration, uint64) {
 	all := append(append([]string{}, args...), src+"/", "rsync://"+r.addr+"/dest/")
+	w := r.proxy.Bytes()
 	start := time.Now()
 	out, err := exec.Command("rsync", all...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("rsync %v: %v\n%s", all, err, out)
 	}
-	return time.Since(start)
+	return time.Since(start), r.proxy.Bytes() - w
 }
-
-// wire is how many bytes rsync has sent and received through the proxy so
-// far.
-func (r *rsyncd) wire() uint64 { return r.proxy.Bytes() }
 
 func (r *rsyncd) clear(t *tb) {
 	if err := os.RemoveAll(r.dest); err != nil {

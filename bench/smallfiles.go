@@ -84,13 +84,11 @@ func smallFiles(t *tb, full bool) []row {
 	bytes := makeSmallFiles(t, src, n, 1)
 	rd := startRsyncd(t)
 	quiesce()
-	w := rd.wire()
-	rsyncTime := rd.push(t, src, "-a")
-	rsyncWire := rd.wire() - w
+	rsyncTime, rsyncWire := rd.push(t, src, "-a")
 	// For reference: rsync making every file durable, as tandem does.
 	rd.clear(t)
 	quiesce()
-	rsyncFsync := rd.push(t, src, "-a", "--fsync")
+	rsyncFsync, _ := rd.push(t, src, "-a", "--fsync")
 
 	// tandem, files present on a when both nodes start.
 	c := newCluster(t, 2, "smallfiles-start")
