@@ -394,7 +394,7 @@ func (f *Folder) readLocalBlock(b record.Block, locs []index.BlockLoc) []byte {
 		if l.Size != b.Size {
 			continue
 		}
-		fh, err := f.root.OpenRead(l.Path)
+		fh, err := f.root.OpenReader(l.Path)
 		if err != nil {
 			continue
 		}

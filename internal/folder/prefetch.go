@@ -2,6 +2,7 @@ package folder
 
 import (
 	"context"
+	"io"
 	"os"
 	"slices"
 	"sync"
@@ -310,7 +311,7 @@ func (f *Folder) dropPrefetches(now time.Time, all bool) {
 
 // hintingHash hashes the open file rel of size bytes; for a large file it
 // hints every hintEvery bytes the blocks hashed so far to the peers.
-func (f *Folder) hintingHash(rel string, size int64, fh *os.File) ([]record.Block, int64, error) {
+func (f *Folder) hintingHash(rel string, size int64, fh io.Reader) ([]record.Block, int64, error) {
 	if size < hintMin || f.opt.Peers == nil {
 		return blocks.Hash(fh)
 	}

@@ -25,7 +25,7 @@ func (f *Folder) ServeBlock(req *protocol.Request) ([]byte, error) {
 	if req.Size == 0 || req.Size > blocks.MaxSize || req.Offset < 0 {
 		return nil, fmt.Errorf("invalid block request %s at %d size %d", req.Path, req.Offset, req.Size)
 	}
-	fh, err := f.root.OpenRead(req.Path)
+	fh, err := f.root.OpenReader(req.Path)
 	if err != nil {
 		return nil, err
 	}
