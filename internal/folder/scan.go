@@ -52,6 +52,8 @@ func (f *Folder) scanPaths(ctx context.Context, paths []string) error {
 	}
 	paths = f.postponeInflight(paths)
 	sort.Strings(paths)
+	stats := f.root.NewStatCache()
+	defer stats.Close()
 	b := &scanBatch{}
 	var prev string
 	for _, p := range paths {
@@ -62,7 +64,7 @@ func (f *Folder) scanPaths(ctx context.Context, paths []string) error {
 		if err := ctx.Err(); err != nil {
 			return nil
 		}
-		if err := f.scanPath(ctx, p, b); err != nil {
+		if err := f.scanPath(ctx, p, stats, b); err != nil {
 			return err
 		}
 		if b.full() {
@@ -107,8 +109,8 @@ const (
 // scanPath brings the index in line with one path. A directory that is new
 // to the index is walked whole; for a known one, its direct children are
 // checked for deletions.
-func (f *Folder) scanPath(ctx context.Context, rel string, b *scanBatch) error {
-	st, ok, err := f.root.StatPath(rel)
+func (f *Folder) scanPath(ctx context.Context, rel string, stats *fsutil.StatCache, b *scanBatch) error {
+	st, ok, err := stats.Stat(rel)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fsutil.ErrSymlinkParent) {
 		// It, or a parent, vanished or became something else; everything
 		// below it is gone from here.

@@ -67,6 +67,24 @@ func TestStatPath(t *testing.T) {
 		if _, _, err := r.StatPath("../escape"); err == nil {
 			t.Errorf("slow=%v: ../escape accepted", slow)
 		}
+		// A StatCache answers as StatPath does, whatever the order of the
+		// paths (its parent held or not), and twice in a row.
+		sc := r.NewStatCache()
+		for _, order := range [][]int{{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, {2, 8, 3, 5, 9, 9, 7, 6, 1, 0, 4, 2}} {
+			for _, i := range order {
+				tc := cases[i]
+				st, ok, err := sc.Stat(tc.rel)
+				want, wok, werr := r.StatPath(tc.rel)
+				if st != want || ok != wok || (err == nil) != (werr == nil) || (tc.wantErr != nil && !errors.Is(err, tc.wantErr)) {
+					t.Errorf("slow=%v StatCache.Stat(%s) = %+v %v %v, StatPath %+v %v %v", slow, tc.rel, st, ok, err, want, wok, werr)
+				}
+			}
+		}
+		if _, _, err := sc.Stat("a/../../escape"); err == nil {
+			t.Errorf("slow=%v: StatCache accepted a/../../escape", slow)
+		}
+		sc.Close()
+		sc.Close()
 		// CheckParents and OpenRead refuse the same parents; OpenRead
 		// also refuses a symlink at the name itself.
 		for _, tc := range cases {
