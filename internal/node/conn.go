@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,6 +76,8 @@ type conn struct {
 	// hints waiting to be sent; a hint that finds it full is dropped (it
 	// is advice: the peer fetches the file when it is announced anyway).
 	hints chan *protocol.Hint
+	// small requests waiting to be sent together (sendRequests)
+	reqQ chan protocol.Request
 }
 
 func newConn(n *Node, tc *tls.Conn, peer identity.ID, dialed bool) *conn {
@@ -86,6 +89,7 @@ func newConn(n *Node, tc *tls.Conn, peer identity.ID, dialed bool) *conn {
 		done:    make(chan struct{}),
 		waiting: map[uint32]chan *protocol.Response{},
 		hints:   make(chan *protocol.Hint, hintQueue),
+		reqQ:    make(chan protocol.Request, protocol.MaxBatch),
 		sent:    map[string]*atomic.Uint64{},
 	}
 }
@@ -179,6 +183,7 @@ func (c *conn) run(ctx context.Context) error {
 		f.Wake() // versions waiting for a source may now be fetched
 	}
 	wg.Go(func() { c.pinger(ctx) })
+	wg.Go(func() { c.sendRequests(ctx) })
 	err = c.readLoop()
 	c.close(err)
 	c.mu.Lock()
@@ -312,28 +317,20 @@ func (c *conn) readLoop() error {
 				return c.err
 			}
 		case *protocol.Request:
-			f := c.n.folders[m.Folder]
 			serving <- struct{}{}
 			go func() {
 				defer func() { <-serving }()
-				resp := &protocol.Response{ID: m.ID}
-				var data []byte
-				if f == nil {
-					resp.Err = fmt.Sprintf("folder %q is not shared", m.Folder)
-				} else if d, err := f.ServeBlock(m); err != nil {
-					resp.Err = err.Error()
-				} else {
-					data = d
-					resp.Compress(data)
-				}
-				if err := c.pc.Send(resp); err != nil {
-					c.close(err)
-				}
-				// Written out (or failed): the buffers go back.
-				resp.ReleaseEncoded()
-				if data != nil {
-					protocol.ReleaseBlock(data)
-				}
+				c.serve([]protocol.Request{*m})
+			}()
+		case *protocol.Requests:
+			if err := m.Check(); err != nil {
+				return fmt.Errorf("peer %s: %w", c.peer.Short(), err)
+			}
+			// One serving slot: a batch holds no more than one block.
+			serving <- struct{}{}
+			go func() {
+				defer func() { <-serving }()
+				c.serve(m.Reqs)
 			}()
 		case *protocol.Response:
 			c.mu.Lock()
@@ -354,6 +351,88 @@ func (c *conn) readLoop() error {
 	}
 }
 
+// serve reads the blocks reqs ask for and answers them all with one write.
+func (c *conn) serve(reqs []protocol.Request) {
+	resps := make([]*protocol.Response, len(reqs))
+	datas := make([][]byte, len(reqs))
+	for i := range reqs {
+		m := &reqs[i]
+		resp := &protocol.Response{ID: m.ID}
+		if f := c.n.folders[m.Folder]; f == nil {
+			resp.Err = fmt.Sprintf("folder %q is not shared", m.Folder)
+		} else if d, err := f.ServeBlock(m); err != nil {
+			resp.Err = err.Error()
+		} else {
+			datas[i] = d
+			resp.Compress(d)
+		}
+		resps[i] = resp
+	}
+	if err := c.pc.SendResponses(resps); err != nil {
+		c.close(err)
+	}
+	// Written out (or failed): the buffers go back.
+	for i, resp := range resps {
+		resp.ReleaseEncoded()
+		if datas[i] != nil {
+			protocol.ReleaseBlock(datas[i])
+		}
+	}
+}
+
+// sendRequests sends the small requests that request queues: each time
+// it can write, all those waiting (within the bounds of a batch) go in
+// one Requests message, so a stream of small files costs a few frames,
+// writes and wake-ups on both sides rather than one per file. A request
+// alone goes at once, as a plain Request.
+func (c *conn) sendRequests(ctx context.Context) {
+	var carry *protocol.Request // taken from the queue, for the next batch
+	for {
+		var first protocol.Request
+		if carry != nil {
+			first, carry = *carry, nil
+		} else {
+			select {
+			case <-ctx.Done():
+				return
+			case <-c.done:
+				return
+			case first = <-c.reqQ:
+			}
+		}
+		batch := []protocol.Request{first}
+		size := int64(first.Size)
+		if len(c.reqQ) == 0 {
+			// Let the goroutines that are ready run first: workers that
+			// just got their responses ask for their next files in a
+			// moment, and go in this batch rather than one each.
+			runtime.Gosched()
+		}
+	more:
+		for len(batch) < protocol.MaxBatch {
+			select {
+			case r := <-c.reqQ:
+				if size+int64(r.Size) > protocol.MaxBatchBytes {
+					carry = &r
+					break more
+				}
+				batch = append(batch, r)
+				size += int64(r.Size)
+			default:
+				break more
+			}
+		}
+		var m any = &protocol.Requests{Reqs: batch}
+		if len(batch) == 1 {
+			m = &batch[0]
+		}
+		if err := c.pc.Send(m); err != nil {
+			c.close(err)
+			return
+		}
+	}
+}
+
 func (c *conn) request(ctx context.Context, req *protocol.Request) ([]byte, error) {
 	ch := make(chan *protocol.Response, 1)
 	c.mu.Lock()
@@ -363,7 +442,15 @@ func (c *conn) request(ctx context.Context, req *protocol.Request) ([]byte, erro
 	c.mu.Unlock()
 	r := *req
 	r.ID = id
-	if err := c.pc.Send(&r); err != nil {
+	if r.Size <= protocol.MaxBatched {
+		select {
+		case c.reqQ <- r:
+		case <-ctx.Done():
+			return nil, c.forgetRequest(ctx, id)
+		case <-c.done:
+			return nil, c.forgetRequest(ctx, id)
+		}
+	} else if err := c.pc.Send(&r); err != nil {
 		c.close(err)
 		return nil, err
 	}
@@ -385,11 +472,16 @@ func (c *conn) request(ctx context.Context, req *protocol.Request) ([]byte, erro
 	case <-t.C:
 		c.close(errors.New("request timed out"))
 	}
+	return nil, c.forgetRequest(ctx, id)
+}
+
+// forgetRequest drops request id, which gets no answer, and says why.
+func (c *conn) forgetRequest(ctx context.Context, id uint32) error {
 	c.mu.Lock()
 	delete(c.waiting, id)
 	c.mu.Unlock()
 	if ctx.Err() != nil {
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
-	return nil, fmt.Errorf("connection to %s lost", c.peer.Short())
+	return fmt.Errorf("connection to %s lost", c.peer.Short())
 }

@@ -33,6 +33,7 @@ const (
 	TypeResponse
 	TypePing
 	TypeHint
+	TypeRequests
 )
 
 // Hello is the first message on a connection, both ways.
@@ -71,6 +72,42 @@ type Request struct {
 	Hash   [32]byte `cbor:"6,keyasint"`
 }
 
+// Requests carries several small Requests in one frame: a node fetching
+// many small files sends together the requests that wait at one moment,
+// and the peer reads and answers them together, one write for all the
+// responses. Each keeps its own ID and gets its own Response.
+type Requests struct {
+	Reqs []Request `cbor:"1,keyasint"`
+}
+
+// Bounds of a Requests message: a batch holds at most MaxBatch requests
+// of at most MaxBatched bytes each, MaxBatchBytes in all (what one
+// Request may ask for, so serving a batch holds no more memory than
+// serving one block). A peer sending more is misbehaving.
+const (
+	MaxBatch      = 256
+	MaxBatched    = 64 << 10
+	MaxBatchBytes = 512 << 10
+)
+
+// Check reports whether the batch keeps within the bounds.
+func (m *Requests) Check() error {
+	if len(m.Reqs) == 0 || len(m.Reqs) > MaxBatch {
+		return fmt.Errorf("protocol: batch of %d requests (1 to %d allowed)", len(m.Reqs), MaxBatch)
+	}
+	var total int64
+	for i := range m.Reqs {
+		if m.Reqs[i].Size > MaxBatched {
+			return fmt.Errorf("protocol: batched request of %d bytes (at most %d)", m.Reqs[i].Size, MaxBatched)
+		}
+		total += int64(m.Reqs[i].Size)
+	}
+	if total > MaxBatchBytes {
+		return fmt.Errorf("protocol: batch asks for %d bytes (at most %d)", total, MaxBatchBytes)
+	}
+	return nil
+}
+
 // Encoding of a Response's data.
 const (
 	EncRaw = 0
@@ -104,8 +141,8 @@ type Hint struct {
 }
 
 // ProtocolVersion is sent in Hello; peers with another version are refused.
-// Version 3 added Hint.
-const ProtocolVersion = 3
+// Version 3 added Hint, version 4 Requests.
+const ProtocolVersion = 4
 
 var (
 	encMode, _ = cbor.EncOptions{}.EncMode()
@@ -141,6 +178,8 @@ func typeOf(m any) (Type, error) {
 		return TypePing, nil
 	case *Hint:
 		return TypeHint, nil
+	case *Requests:
+		return TypeRequests, nil
 	}
 	return 0, fmt.Errorf("protocol: cannot send %T", m)
 }
@@ -198,20 +237,31 @@ const responseHeader = 7
 // sendResponse writes a Response: frame header, binary header, error
 // text, data.
 func (c *Conn) sendResponse(r *Response) error {
-	if len(r.Err) > 1<<15 {
-		r.Err = r.Err[:1<<15]
+	return c.SendResponses([]*Response{r})
+}
+
+// SendResponses writes responses one after the other with one flush (the
+// answers to a Requests batch).
+func (c *Conn) SendResponses(rs []*Response) error {
+	parts := make([][]byte, 0, 3*len(rs))
+	hdrs := make([]byte, len(rs)*(5+responseHeader))
+	for i, r := range rs {
+		if len(r.Err) > 1<<15 {
+			r.Err = r.Err[:1<<15]
+		}
+		n := 1 + responseHeader + len(r.Err) + len(r.Data)
+		if n > MaxFrame {
+			return fmt.Errorf("protocol: response of %d bytes exceeds the frame limit", n)
+		}
+		hdr := hdrs[i*(5+responseHeader) : (i+1)*(5+responseHeader)]
+		binary.BigEndian.PutUint32(hdr[:4], uint32(n))
+		hdr[4] = byte(TypeResponse)
+		binary.BigEndian.PutUint32(hdr[5:9], r.ID)
+		hdr[9] = r.Enc
+		binary.BigEndian.PutUint16(hdr[10:12], uint16(len(r.Err)))
+		parts = append(parts, hdr, []byte(r.Err), r.Data)
 	}
-	n := 1 + responseHeader + len(r.Err) + len(r.Data)
-	if n > MaxFrame {
-		return fmt.Errorf("protocol: response of %d bytes exceeds the frame limit", n)
-	}
-	var hdr [5 + responseHeader]byte
-	binary.BigEndian.PutUint32(hdr[:4], uint32(n))
-	hdr[4] = byte(TypeResponse)
-	binary.BigEndian.PutUint32(hdr[5:9], r.ID)
-	hdr[9] = r.Enc
-	binary.BigEndian.PutUint16(hdr[10:12], uint16(len(r.Err)))
-	return c.write(hdr[:], []byte(r.Err), r.Data)
+	return c.write(parts...)
 }
 
 // receiveResponse reads a Response frame's body of n bytes. Its data is
@@ -280,6 +330,8 @@ func (c *Conn) Receive() (any, error) {
 		m = new(Ping)
 	case TypeHint:
 		m = new(Hint)
+	case TypeRequests:
+		m = new(Requests)
 	default:
 		return nil, fmt.Errorf("protocol: unknown message type %d", hdr[4])
 	}

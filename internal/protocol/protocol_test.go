@@ -30,6 +30,7 @@ func TestRoundTrip(t *testing.T) {
 		&Response{ID: 3},
 		&Ping{},
 		&Hint{Folder: "www", Path: "big.iso", Size: 1 << 30, Offset: 256 << 10, Blocks: []record.Block{{Size: 128 << 10, Hash: [32]byte{1}}, {Size: 40 << 10, Hash: [32]byte{2}}}},
+		&Requests{Reqs: []Request{{ID: 5, Folder: "www", Path: "a", Size: 10, Hash: [32]byte{5}}, {ID: 6, Folder: "www", Path: "b/c", Offset: 3, Size: 1}}},
 	}
 	go func() {
 		for _, m := range msgs {
@@ -119,5 +120,60 @@ func BenchmarkCompressRandom(b *testing.B) {
 	for b.Loop() {
 		var r Response
 		r.Compress(data)
+	}
+}
+
+// TestSendResponses writes several responses with one call; each arrives
+// whole and in order.
+func TestSendResponses(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	ca, cb := New(a), New(b)
+	rs := []*Response{
+		{ID: 1, Data: []byte("one")},
+		{ID: 2, Err: "no such file"},
+		{ID: 3, Data: bytes.Repeat([]byte{9}, 70<<10)},
+		{ID: 4},
+	}
+	go func() {
+		if err := ca.SendResponses(rs); err != nil {
+			t.Error(err)
+		}
+	}()
+	for _, want := range rs {
+		m, err := cb.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := m.(*Response)
+		if !ok {
+			t.Fatalf("got %T", m)
+		}
+		if got.ID != want.ID || got.Err != want.Err || !bytes.Equal(got.Data, want.Data) {
+			t.Fatalf("got response %d (%q, %d bytes), want %d (%q, %d bytes)", got.ID, got.Err, len(got.Data), want.ID, want.Err, len(want.Data))
+		}
+	}
+}
+
+func TestRequestsBounds(t *testing.T) {
+	small := Request{Size: MaxBatched}
+	cases := []struct {
+		name string
+		reqs []Request
+		ok   bool
+	}{
+		{"one", []Request{{Size: 1}}, true},
+		{"empty", nil, false},
+		{"at the count bound", make([]Request, MaxBatch), true},
+		{"over the count bound", make([]Request, MaxBatch+1), false},
+		{"request too large", []Request{{Size: MaxBatched + 1}}, false},
+		{"at the byte bound", []Request{small, small, small, small, small, small, small, small}, true},
+		{"over the byte bound", []Request{small, small, small, small, small, small, small, small, {Size: 1}}, false},
+	}
+	for _, tc := range cases {
+		if err := (&Requests{Reqs: tc.reqs}).Check(); (err == nil) != tc.ok {
+			t.Errorf("%s: Check() = %v, want ok %v", tc.name, err, tc.ok)
+		}
 	}
 }
