@@ -23,7 +23,9 @@ const (
 	MinSize    = 32 << 10
 	NormalSize = 128 << 10
 	MaxSize    = 512 << 10
-	algorithm  = "fastcdc-v1.0.0"
+	// algorithm is the library's FastCDC, which fixes the cut points;
+	// gearAlgorithm (gear.go) finds the same ones faster.
+	algorithm = "fastcdc-v1.0.0"
 )
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 2*MaxSize); return &b }}
@@ -44,7 +46,7 @@ func Hash(r io.Reader) ([]record.Block, int64, error) {
 func HashReporting(r io.Reader, every int64, report func(offset int64, blocks []record.Block)) ([]record.Block, int64, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	ch, err := chunkers.NewChunkerBuffer(algorithm, r, &chunkers.ChunkerOpts{MinSize: MinSize, NormalSize: NormalSize, MaxSize: MaxSize}, *bp)
+	ch, err := chunkers.NewChunkerBuffer(gearAlgorithm, r, &chunkers.ChunkerOpts{MinSize: MinSize, NormalSize: NormalSize, MaxSize: MaxSize}, *bp)
 	if err != nil {
 		return nil, 0, fmt.Errorf("chunker: %w", err)
 	}
