@@ -120,8 +120,8 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 		err error
 		pf  *prefetch
 	)
-	if len(r.Blocks) > 1 {
-		pf = f.takePrefetch(r.Path)
+	if r.Size >= hintMin {
+		pf = f.takePrefetch(r.Path) // only such files are hinted
 	}
 	if pf != nil {
 		// Blocks fetched ahead (HandleHint): their file becomes this

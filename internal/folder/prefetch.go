@@ -227,11 +227,15 @@ func (f *Folder) takePrefetch(path string) *prefetch {
 	pf := ps.m[path]
 	if pf != nil {
 		delete(ps.m, path)
-		if ps.adopted == nil {
-			ps.adopted = map[string]time.Time{}
-		}
-		ps.adopted[path] = f.opt.Now()
 	}
+	// Hints of the hashing that produced this version are stale from now
+	// on, also where none arrived yet: the sender queues hints apart from
+	// its index, so the announcement can overtake them, and a prefetch
+	// they started now would fetch the whole file a second time.
+	if ps.adopted == nil {
+		ps.adopted = map[string]time.Time{}
+	}
+	ps.adopted[path] = f.opt.Now()
 	ps.mu.Unlock()
 	if pf == nil {
 		return nil

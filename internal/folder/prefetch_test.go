@@ -195,6 +195,33 @@ func TestPrefetchedBlocksAreTakenOver(t *testing.T) {
 	})
 }
 
+// TestLateHintsAfterAnnouncementFetchNothing: the sender's hints travel
+// apart from its index, so the announcement of a large file can arrive
+// before them. Once the file is announced (and fetched), hints of it
+// must not start a prefetch: that would fetch the file a second time.
+func TestLateHintsAfterAnnouncementFetchNothing(t *testing.T) {
+	peers := newCountingPeers()
+	f, root := startFolder(t, peers)
+	waitReady(t, f)
+	data := randomData(hintMin+1<<20, 4)
+	bl, size, err := blocks.Hash(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(peers.fakePeers, "late.bin", data, bl)
+	peer := identity.ID{9, 9, 9}
+	announce(t, f, root, peer, "late.bin", bl, data)
+	f.HandleHint(peer, &protocol.Hint{Folder: "f", Path: "late.bin", Size: size, Offset: 0, Blocks: bl[:8]})
+	if n := prefetchCount(f); n != 0 {
+		t.Fatalf("a late hint started %d prefetches", n)
+	}
+	for i, b := range bl {
+		if n := peers.requests(b.Hash); n != 1 {
+			t.Errorf("block %d requested %d times, want 1", i, n)
+		}
+	}
+}
+
 // TestUnclaimedPrefetchIsDropped: blocks fetched ahead for a file that is
 // never announced are dropped after prefetchIdle, file and all, and an
 // invalid hint starts nothing.
