@@ -7,8 +7,6 @@ import (
 	"io/fs"
 
 	"golang.org/x/sys/unix"
-
-	"tandem/internal/record"
 )
 
 // Reader is a regular file opened for reading by OpenReader: a bare
@@ -28,38 +26,20 @@ var ErrNotRegular = errors.New("not a regular file")
 // refuses anything else at the name (a FIFO, a device: reading one would
 // block or never end).
 func (r *Root) OpenReader(rel string) (*Reader, error) {
-	if noOpenat2.Load() {
-		f, err := r.OpenRead(rel)
-		if err != nil {
-			return nil, err
-		}
-		// The slow path: keep the descriptor, drop the *os.File around it.
-		fd, err := unix.Dup(int(f.Fd()))
+	fd, f, err := r.openBeneathFD(rel, unix.O_RDONLY|unix.O_NONBLOCK)
+	if err != nil {
+		return nil, err
+	}
+	if f != nil {
+		// The fallback: keep the descriptor, drop the *os.File around it.
+		fd, err = unix.Dup(int(f.Fd()))
 		f.Close()
 		if err != nil {
 			return nil, &fs.PathError{Op: "open", Path: rel, Err: err}
 		}
 		unix.CloseOnExec(fd)
-		return checkRegular(fd, rel)
 	}
-	if err := record.ValidName(rel); err != nil {
-		return nil, err
-	}
-	fd, err := unix.Openat2(r.fd, rel, &unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOFOLLOW | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-	})
-	switch {
-	case err == nil:
-		return checkRegular(fd, rel)
-	case err == unix.ENOSYS || err == unix.EPERM:
-		noOpenat2.Store(true)
-		return r.OpenReader(rel)
-	case err == unix.ENOENT:
-		return nil, &fs.PathError{Op: "open", Path: rel, Err: fs.ErrNotExist}
-	default:
-		return nil, &fs.PathError{Op: "open", Path: rel, Err: err}
-	}
+	return checkRegular(fd, rel)
 }
 
 func checkRegular(fd int, rel string) (*Reader, error) {

@@ -145,8 +145,18 @@ func (r *Root) OpenRead(rel string) (*os.File, error) {
 // beneath the root and through no symlink: one openat2, or CheckParents,
 // an lstat and os.Root where openat2 is missing.
 func (r *Root) openBeneath(rel string, flags int) (*os.File, error) {
+	fd, f, err := r.openBeneathFD(rel, flags)
+	if f != nil || err != nil {
+		return f, err
+	}
+	return os.NewFile(uintptr(fd), r.Abs(rel)), nil
+}
+
+// openBeneathFD is openBeneath returning the bare descriptor where
+// openat2 opened it, or the *os.File of the fallback (fd is -1 then).
+func (r *Root) openBeneathFD(rel string, flags int) (int, *os.File, error) {
 	if err := record.ValidName(rel); err != nil {
-		return nil, err
+		return -1, nil, err
 	}
 	flags |= unix.O_NOFOLLOW | unix.O_CLOEXEC
 	if !noOpenat2.Load() {
@@ -156,25 +166,26 @@ func (r *Root) openBeneath(rel string, flags int) (*os.File, error) {
 		})
 		switch {
 		case err == nil:
-			return os.NewFile(uintptr(fd), r.Abs(rel)), nil
+			return fd, nil, nil
 		case err == unix.ENOSYS || err == unix.EPERM:
 			noOpenat2.Store(true)
 		case err == unix.ENOENT:
-			return nil, &fs.PathError{Op: "open", Path: rel, Err: fs.ErrNotExist}
+			return -1, nil, &fs.PathError{Op: "open", Path: rel, Err: fs.ErrNotExist}
 		default:
-			return nil, &fs.PathError{Op: "open", Path: rel, Err: err}
+			return -1, nil, &fs.PathError{Op: "open", Path: rel, Err: err}
 		}
 	}
 	if err := r.CheckParents(rel); err != nil {
-		return nil, err
+		return -1, nil, err
 	}
 	// os.Root resolves a symlink inside the root even with O_NOFOLLOW.
 	if fi, err := r.root.Lstat(rel); err != nil {
-		return nil, err
+		return -1, nil, err
 	} else if fi.Mode()&fs.ModeSymlink != 0 {
-		return nil, &fs.PathError{Op: "open", Path: rel, Err: unix.ELOOP}
+		return -1, nil, &fs.PathError{Op: "open", Path: rel, Err: unix.ELOOP}
 	}
-	return r.root.OpenFile(rel, flags, 0)
+	f, err := r.root.OpenFile(rel, flags, 0)
+	return -1, f, err
 }
 
 func (r *Root) statSlow(rel string) (Stat, bool, error) {
