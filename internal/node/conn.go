@@ -267,6 +267,13 @@ func (c *conn) pinger(ctx context.Context) {
 
 func (c *conn) readLoop() error {
 	serving := make(chan struct{}, maxServing)
+	serve := func(reqs []protocol.Request) {
+		serving <- struct{}{}
+		go func() {
+			defer func() { <-serving }()
+			c.serve(reqs)
+		}()
+	}
 	// Index messages are stored by a goroutine of their own, in order:
 	// storing one is a durable transaction, and meanwhile the responses
 	// to our block requests and the peer's requests must keep flowing.
@@ -317,21 +324,12 @@ func (c *conn) readLoop() error {
 				return c.err
 			}
 		case *protocol.Request:
-			serving <- struct{}{}
-			go func() {
-				defer func() { <-serving }()
-				c.serve([]protocol.Request{*m})
-			}()
+			serve([]protocol.Request{*m})
 		case *protocol.Requests:
 			if err := m.Check(); err != nil {
 				return fmt.Errorf("peer %s: %w", c.peer.Short(), err)
 			}
-			// One serving slot: a batch holds no more than one block.
-			serving <- struct{}{}
-			go func() {
-				defer func() { <-serving }()
-				c.serve(m.Reqs)
-			}()
+			serve(m.Reqs) // one slot: a batch holds no more than one block
 		case *protocol.Response:
 			c.mu.Lock()
 			ch := c.waiting[m.ID]

@@ -17,6 +17,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 	"github.com/klauspost/compress/s2"
 
+	"tandem/internal/blocks"
 	"tandem/internal/record"
 )
 
@@ -87,7 +88,7 @@ type Requests struct {
 const (
 	MaxBatch      = 256
 	MaxBatched    = 64 << 10
-	MaxBatchBytes = 512 << 10
+	MaxBatchBytes = blocks.MaxSize
 )
 
 // Check reports whether the batch keeps within the bounds.
