@@ -99,6 +99,19 @@ func serve(p *fakePeers, path string, data []byte, bl []record.Block) {
 	}
 }
 
+// servedFile makes n random bytes (from seed), hashes them into blocks
+// and has peers serve them at path ("": by hash only).
+func servedFile(t *testing.T, peers *countingPeers, path string, n int, seed uint64) ([]byte, []record.Block, int64) {
+	t.Helper()
+	data := randomData(n, seed)
+	bl, size, err := blocks.Hash(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(peers.fakePeers, path, data, bl)
+	return data, bl, size
+}
+
 // prefetchOf returns path's prefetch, nil if none.
 func prefetchOf(f *Folder, path string) *prefetch {
 	f.prefetch.mu.Lock()
@@ -154,12 +167,7 @@ func TestPrefetchedBlocksAreTakenOver(t *testing.T) {
 	peers := newCountingPeers()
 	f, root := startFolder(t, peers)
 	waitReady(t, f)
-	data := randomData(hintMin+5<<20, 1)
-	bl, size, err := blocks.Hash(bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	serve(peers.fakePeers, "big.bin", data, bl)
+	data, bl, size := servedFile(t, peers, "big.bin", hintMin+5<<20, 1)
 	half := len(bl) / 2
 	hinted := append([]record.Block(nil), bl[:half]...)
 	// Block 3 as it was in an older version: same size, other bytes.
@@ -203,12 +211,7 @@ func TestLateHintsAfterAnnouncementFetchNothing(t *testing.T) {
 	peers := newCountingPeers()
 	f, root := startFolder(t, peers)
 	waitReady(t, f)
-	data := randomData(hintMin+1<<20, 4)
-	bl, size, err := blocks.Hash(bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	serve(peers.fakePeers, "late.bin", data, bl)
+	data, bl, size := servedFile(t, peers, "late.bin", hintMin+1<<20, 4)
 	peer := identity.ID{9, 9, 9}
 	announce(t, f, root, peer, "late.bin", bl, data)
 	f.HandleHint(peer, &protocol.Hint{Folder: "f", Path: "late.bin", Size: size, Offset: 0, Blocks: bl[:8]})
@@ -229,9 +232,7 @@ func TestUnclaimedPrefetchIsDropped(t *testing.T) {
 	peers := newCountingPeers()
 	f, _ := startFolder(t, peers)
 	waitReady(t, f)
-	data := randomData(hintMin+1<<20, 3)
-	bl, size, _ := blocks.Hash(bytes.NewReader(data))
-	serve(peers.fakePeers, "", data, bl)
+	_, bl, size := servedFile(t, peers, "", hintMin+1<<20, 3)
 	peer := identity.ID{9, 9, 9}
 	for _, bad := range []*protocol.Hint{
 		{Folder: "f", Path: "../escape", Size: size, Blocks: bl[:2]},

@@ -101,6 +101,21 @@ func dial(t *testing.T, n *Node, as *identity.Identity, expect identity.ID) (*pr
 	return pc, tc
 }
 
+// nextResponse reads until a Response arrives (the server also sends its
+// index) and returns it.
+func nextResponse(t *testing.T, pc *protocol.Conn) *protocol.Response {
+	t.Helper()
+	for {
+		m, err := pc.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp, ok := m.(*protocol.Response); ok {
+			return resp
+		}
+	}
+}
+
 // drainUntilClosed reads until the server closes the connection.
 func drainUntilClosed(t *testing.T, pc *protocol.Conn) {
 	t.Helper()
@@ -153,19 +168,8 @@ func TestRequestsCannotReadOutsideTheFolder(t *testing.T) {
 		if err := pc.Send(&protocol.Request{ID: uint32(i + 1), Folder: "f", Path: p, Size: 6}); err != nil {
 			t.Fatal(err)
 		}
-		for {
-			m, err := pc.Receive()
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp, ok := m.(*protocol.Response)
-			if !ok {
-				continue
-			}
-			if resp.Err == "" || len(resp.Data) != 0 {
-				t.Fatalf("request for %q was served: %q", p, resp.Data)
-			}
-			break
+		if resp := nextResponse(t, pc); resp.Err == "" || len(resp.Data) != 0 {
+			t.Fatalf("request for %q was served: %q", p, resp.Data)
 		}
 	}
 }

@@ -117,14 +117,7 @@ func TestBatchedRequestsAreAnswered(t *testing.T) {
 	want := map[uint32][]byte{1: files["a.txt"], 3: files["sub/b.txt"][7:707]}
 	seen := map[uint32]bool{}
 	for len(seen) < len(reqs) {
-		m, err := pc.Receive()
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, ok := m.(*protocol.Response)
-		if !ok {
-			continue
-		}
+		resp := nextResponse(t, pc)
 		if seen[resp.ID] {
 			t.Fatalf("request %d answered twice", resp.ID)
 		}
