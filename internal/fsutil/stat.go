@@ -58,7 +58,9 @@ func statAt(dirfd int, base, rel string) (Stat, bool, error) {
 // directories (a batch of watcher events, sorted): the parent opened for
 // one path is kept for the next ones in the same directory, so a path
 // costs one system call instead of three. A directory replaced while it
-// is held is seen by the scan of its own event, which follows.
+// is held is seen by the scan of its own event, which follows; and the
+// scan's commit stats every change and every deletion afresh before it
+// records them (folder.flush), so a stale parent cannot turn into one.
 type StatCache struct {
 	r   *Root
 	dir string
