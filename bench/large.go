@@ -79,7 +79,7 @@ func throughput(t *tb, label, prof string, make func(dir string)) row {
 	quiesce()
 	start := time.Now()
 	moveIn(t, src, a.Dir)
-	d := waitSynced(t, b, files+dirs, files, 30*time.Minute).Sub(start)
+	d := waitSynced(t, c, b, files+dirs, files, 30*time.Minute).Sub(start)
 	waitInSync(t, c, time.Minute)
 	sent := onWire() - w0
 	c.Converged(10 * time.Minute) // every byte compared, untimed

@@ -27,6 +27,7 @@ func latency(t *tb, full bool) []row {
 		c.Connected(time.Minute)
 		if tf > 0 {
 			cluster.WaitFor(t, 30*time.Minute, "initial tree on b", func() (bool, string) {
+				failIfExited(t, c)
 				_, err := os.Stat(filepath.Join(b.Dir, fmt.Sprintf("tree/d%03d/f%05d", (tf-1)%200, tf-1)))
 				return err == nil, ""
 			})

@@ -95,6 +95,12 @@ func main() {
 	repeat := flag.Int("repeat", 1, "run every case this many times and report, for each row, the run with the median ratio (this machine's disk and CPU vary from minute to minute)")
 	flag.BoolVar(&showProgress, "progress", false, "print every node's indexed and needed counts every 100 ms (diagnosis; the polling costs a little CPU)")
 	flag.Parse()
+	if profileDir != "" {
+		if err := os.MkdirAll(profileDir, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: -cpuprofile:", err)
+			os.Exit(1)
+		}
+	}
 	dir, err := os.MkdirTemp("", "tandem-bench-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -40,10 +40,12 @@ func makeSmallFiles(t *tb, dir string, n int, seed uint64) int64 {
 // and nothing is pending, asking the daemon (cheap, unlike walking the tree
 // every few milliseconds, which would compete with tandem for the CPU),
 // then checks the tree itself for files regular files. It returns when the
-// daemon first reported the entries (the tree check is not timed).
-func waitSynced(t *tb, nd *cluster.Node, entries, files int, timeout time.Duration) time.Time {
+// daemon first reported the entries (the tree check is not timed). A node
+// of c that exits ends the wait with its log.
+func waitSynced(t *tb, c *cluster.Cluster, nd *cluster.Node, entries, files int, timeout time.Duration) time.Time {
 	var at time.Time
 	cluster.WaitFor(t, timeout, "entries in "+nd.Name+"'s index", func() (bool, string) {
+		failIfExited(t, c)
 		var st daemon.Status
 		if err := daemon.QueryStatus(context.Background(), nd.Home, &st); err != nil || len(st.Folders) == 0 {
 			return false, fmt.Sprint(err)
@@ -103,7 +105,7 @@ func smallFiles(t *tb, full bool) []row {
 	quiesce()
 	start := time.Now()
 	c.Start()
-	initial := waitSynced(t, b, n+200, n, 30*time.Minute).Sub(start)
+	initial := waitSynced(t, c, b, n+200, n, 30*time.Minute).Sub(start)
 	c.Converged(5 * time.Minute)
 	rows = append(rows, row{name: fmt.Sprintf("%d small files, present at start", n), tandem: secs(initial), rsync: secs(rsyncTime),
 		ratio: ratio(initial, rsyncTime), wire: kib(onWire()), rss: rssOf(c),
@@ -117,7 +119,7 @@ func smallFiles(t *tb, full bool) []row {
 	quiesce()
 	start = time.Now()
 	makeSmallFiles(t, c2.Nodes[0].Dir, n, 2)
-	live := waitSynced(t, c2.Nodes[1], n+200, n, 30*time.Minute).Sub(start)
+	live := waitSynced(t, c2, c2.Nodes[1], n+200, n, 30*time.Minute).Sub(start)
 	c2.Converged(5 * time.Minute)
 	// rsync of the same amount, created then pushed.
 	src2 := filepath.Join(t.TempDir(), "src2")

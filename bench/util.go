@@ -31,10 +31,19 @@ func folderStatus(nd *cluster.Node) (folder.Status, *daemon.Status, error) {
 	return st.Folders[0], &st, nil
 }
 
+// failIfExited ends the case with a node's log if a node of c has
+// exited by itself: waiting on would only run into a long timeout.
+func failIfExited(t *tb, c *cluster.Cluster) {
+	if nd := c.Exited(); nd != nil {
+		t.Fatalf("node %s exited by itself; its log:\n%s", nd.Name, nd.Log.String())
+	}
+}
+
 // waitInSync waits until every node of c reports everything applied and
 // sent.
 func waitInSync(t *tb, c *cluster.Cluster, timeout time.Duration) {
 	cluster.WaitFor(t, timeout, "nodes in sync", func() (bool, string) {
+		failIfExited(t, c)
 		for _, nd := range c.Nodes {
 			_, st, err := folderStatus(nd)
 			if err != nil {

@@ -328,6 +328,23 @@ func (n *Node) PeakRSS() int64 {
 	return 0
 }
 
+// Exited returns a node whose process ended without being stopped or
+// killed (a crash, or an exit on an error), or nil: a wait for a node
+// that is gone would otherwise run into its timeout.
+func (c *Cluster) Exited() *Node {
+	for _, nd := range c.Nodes {
+		if nd.Cmd == nil {
+			continue
+		}
+		select {
+		case <-nd.exit:
+			return nd
+		default:
+		}
+	}
+	return nil
+}
+
 // Running reports whether the node's process is running.
 func (n *Node) Running() bool { return n.Cmd != nil }
 
