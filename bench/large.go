@@ -58,13 +58,13 @@ func throughput(t *tb, label, prof string, make func(dir string)) row {
 	files, dirs, bytes := treeSize(src)
 
 	rd := startRsyncd(t)
-	quiesce()
+	quiesceFresh(t, src)
 	rsyncTime, rsyncWire := rd.push(t, src, "-a", "--whole-file")
 	rd.clear(t)
 	// For reference: rsync making every file durable as tandem does
 	// before it shows a file at its name (the target compares with the
 	// plain run above).
-	quiesce()
+	quiesceFresh(t, src)
 	rsyncFsync, _ := rd.push(t, src, "-a", "--whole-file", "--fsync")
 	if err := os.RemoveAll(rd.dest); err != nil { // free the space
 		t.Fatalf("%v", err)
@@ -76,7 +76,7 @@ func throughput(t *tb, label, prof string, make func(dir string)) row {
 	c.Start()
 	c.Connected(time.Minute)
 	w0 := onWire()
-	quiesce()
+	quiesceFresh(t, src)
 	start := time.Now()
 	moveIn(t, src, a.Dir)
 	d := waitSynced(t, c, b, files+dirs, files, 30*time.Minute).Sub(start)

@@ -85,11 +85,11 @@ func smallFiles(t *tb, full bool) []row {
 	src := filepath.Join(t.TempDir(), "src")
 	bytes := makeSmallFiles(t, src, n, 1)
 	rd := startRsyncd(t)
-	quiesce()
+	quiesceFresh(t, src)
 	rsyncTime, rsyncWire := rd.push(t, src, "-a")
 	// For reference: rsync making every file durable, as tandem does.
 	rd.clear(t)
-	quiesce()
+	quiesceFresh(t, src)
 	rsyncFsync, _ := rd.push(t, src, "-a", "--fsync")
 
 	// tandem, files present on a when both nodes start.
@@ -102,7 +102,7 @@ func smallFiles(t *tb, full bool) []row {
 	if err := os.Rename(src, a.Dir); err != nil {
 		t.Fatalf("%v", err)
 	}
-	quiesce()
+	quiesceFresh(t, a.Dir)
 	start := time.Now()
 	c.Start()
 	initial := waitSynced(t, c, b, n+200, n, 30*time.Minute).Sub(start)
@@ -116,7 +116,7 @@ func smallFiles(t *tb, full bool) []row {
 	onWire2 := c2.CountWire()
 	c2.Start()
 	c2.Connected(time.Minute)
-	quiesce()
+	quiesceFresh(t)
 	start = time.Now()
 	makeSmallFiles(t, c2.Nodes[0].Dir, n, 2)
 	live := waitSynced(t, c2, c2.Nodes[1], n+200, n, 30*time.Minute).Sub(start)
@@ -124,7 +124,7 @@ func smallFiles(t *tb, full bool) []row {
 	// rsync of the same amount, created then pushed.
 	src2 := filepath.Join(t.TempDir(), "src2")
 	rd.clear(t)
-	quiesce()
+	quiesceFresh(t)
 	start = time.Now()
 	makeSmallFiles(t, src2, n, 2)
 	rd.push(t, src2, "-a")
