@@ -137,7 +137,7 @@ var statsRe = regexp.MustCompile(`Total bytes (sent|received): ([\d,.]+)`)
 // pushStats is push with --stats; it returns the bytes rsync reports as
 // sent plus received.
 func (r *rsyncd) pushStats(t *tb, src string, args ...string) uint64 {
-	all := append(append([]string{"--stats"}, args...), src+"/", "rsync://"+r.addr+"/dest/")
+	all := append(append([]string{"--stats"}, args...), src+"/", r.target())
 	out, err := exec.Command("rsync", all...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("rsync %v: %v\n%s", all, err, out)

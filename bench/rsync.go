@@ -19,6 +19,7 @@ import (
 type rsyncd struct {
 	addr  string // the proxy's
 	dest  string
+	run   int // pushes go to dest/run<N>/ (fresh starts a new one)
 	cmd   *exec.Cmd
 	proxy *cluster.Proxy
 }
@@ -57,7 +58,7 @@ func startRsyncd(t *tb) *rsyncd {
 // push runs `rsync <args> src/ rsync://addr/dest/` and returns its time
 // and the bytes it sent and received through the proxy.
 func (r *rsyncd) push(t *tb, src string, args ...string) (time.Duration, uint64) {
-	all := append(append([]string{}, args...), src+"/", "rsync://"+r.addr+"/dest/")
+	all := append(append([]string{}, args...), src+"/", r.target())
 	w := r.proxy.Bytes()
 	start := time.Now()
 	out, err := exec.Command("rsync", all...).CombinedOutput()
@@ -67,11 +68,12 @@ func (r *rsyncd) push(t *tb, src string, args ...string) (time.Duration, uint64)
 	return time.Since(start), r.proxy.Bytes() - w
 }
 
-func (r *rsyncd) clear(t *tb) {
-	if err := os.RemoveAll(r.dest); err != nil {
-		t.Fatalf("%v", err)
-	}
-	if err := os.MkdirAll(r.dest, 0o755); err != nil {
-		t.Fatalf("%v", err)
-	}
-}
+// target is the rsync URL of the current run's directory; rsync creates
+// it on the first push.
+func (r *rsyncd) target() string { return fmt.Sprintf("rsync://%s/dest/run%d/", r.addr, r.run) }
+
+// fresh makes the next push go to an empty directory. The earlier run's
+// tree stays until the case ends: removing a tree of many files right
+// before a timed run would make that run's file creation slower (see
+// quiesceFresh).
+func (r *rsyncd) fresh() { r.run++ }

@@ -88,7 +88,7 @@ func smallFiles(t *tb, full bool) []row {
 	quiesceFresh(t, src)
 	rsyncTime, rsyncWire := rd.push(t, src, "-a")
 	// For reference: rsync making every file durable, as tandem does.
-	rd.clear(t)
+	rd.fresh()
 	quiesceFresh(t, src)
 	rsyncFsync, _ := rd.push(t, src, "-a", "--fsync")
 
@@ -123,7 +123,7 @@ func smallFiles(t *tb, full bool) []row {
 	c2.Converged(5 * time.Minute)
 	// rsync of the same amount, created then pushed.
 	src2 := filepath.Join(t.TempDir(), "src2")
-	rd.clear(t)
+	rd.fresh()
 	quiesceFresh(t)
 	start = time.Now()
 	makeSmallFiles(t, src2, n, 2)
