@@ -66,7 +66,7 @@ func throughput(t *tb, label, prof string, make func(dir string)) row {
 	// plain run above).
 	quiesceFresh(t, src)
 	rsyncFsync, _ := rd.push(t, src, "-a", "--whole-file", "--fsync")
-	// rsync's copies stay until the case ends (a few GiB at most).
+	// rsync's copies stay until the bench run ends (removeTrees).
 
 	c := newCluster(t, 2, prof)
 	onWire := c.CountWire()

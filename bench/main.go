@@ -53,13 +53,27 @@ func (t *tb) TempDir() string {
 	return d
 }
 
+// done runs the case's cleanups. Its directories stay until the whole
+// run ends (removeTrees): on ext4 without a journal, files created within
+// about a minute of a large removal cost several times the CPU (see
+// quiesceFresh), and the next case's first timed phase would pay for this
+// case's trees.
 func (t *tb) done() {
 	for i := len(t.cleanups) - 1; i >= 0; i-- {
 		t.cleanups[i]()
 	}
-	for _, d := range t.dirs {
+	leftTrees = append(leftTrees, t.dirs...)
+}
+
+// leftTrees are the directories of finished cases.
+var leftTrees []string
+
+// removeTrees removes the directories of every finished case.
+func removeTrees() {
+	for _, d := range leftTrees {
 		os.RemoveAll(d)
 	}
+	leftTrees = nil
 }
 
 type fatal struct{ msg string }
@@ -138,6 +152,7 @@ func main() {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.name, or(r.tandem), or(r.rsync), or(r.ratio), or(r.wire), or(r.rss), r.note)
 	}
 	w.Flush()
+	removeTrees()
 	if failed {
 		os.Exit(1)
 	}

@@ -73,7 +73,7 @@ func (r *rsyncd) push(t *tb, src string, args ...string) (time.Duration, uint64)
 func (r *rsyncd) target() string { return fmt.Sprintf("rsync://%s/dest/run%d/", r.addr, r.run) }
 
 // fresh makes the next push go to an empty directory. The earlier run's
-// tree stays until the case ends: removing a tree of many files right
+// tree stays until the bench run ends: removing a tree of many files right
 // before a timed run would make that run's file creation slower (see
 // quiesceFresh).
 func (r *rsyncd) fresh() { r.run++ }
