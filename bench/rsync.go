@@ -55,7 +55,7 @@ func startRsyncd(t *tb) *rsyncd {
 	return r
 }
 
-// push runs `rsync <args> src/ rsync://addr/dest/` and returns its time
+// push runs `rsync <args> src/ rsync://addr/dest/run<N>/` and returns its time
 // and the bytes it sent and received through the proxy.
 func (r *rsyncd) push(t *tb, src string, args ...string) (time.Duration, uint64) {
 	all := append(append([]string{}, args...), src+"/", r.target())

@@ -177,7 +177,7 @@ func quiesce() { syscall.Sync() }
 // then costs up to ten times the CPU it costs a minute later; whichever
 // tool ran right after a removal paid for it.
 func quiesceFresh(t *tb, warm ...string) {
-	syscall.Sync()
+	quiesce()
 	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("1"), 0); err != nil {
 		if !dropWarned {
 			dropWarned = true
@@ -190,12 +190,7 @@ func quiesceFresh(t *tb, warm ...string) {
 			if err != nil || !d.Type().IsRegular() {
 				return err
 			}
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			_, err = io.Copy(io.Discard, f)
+			_, err = hashFile(p) // reads it whole, in pieces
 			return err
 		})
 		if err != nil {
