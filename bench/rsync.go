@@ -22,6 +22,9 @@ type rsyncd struct {
 	run   int // pushes go to dest/run<N>/ (fresh starts a new one)
 	cmd   *exec.Cmd
 	proxy *cluster.Proxy
+	// cpu is the CPU time of the last push: the client's and that of the
+	// daemon's processes for it.
+	cpu time.Duration
 }
 
 func startRsyncd(t *tb) *rsyncd {
@@ -56,16 +59,34 @@ func startRsyncd(t *tb) *rsyncd {
 }
 
 // push runs `rsync <args> src/ rsync://addr/dest/run<N>/` and returns its time
-// and the bytes it sent and received through the proxy.
+// and the bytes it sent and received through the proxy. The CPU time it
+// took on both ends is left in r.cpu.
 func (r *rsyncd) push(t *tb, src string, args ...string) (time.Duration, uint64) {
 	all := append(append([]string{}, args...), src+"/", r.target())
 	w := r.proxy.Bytes()
+	daemon := r.cmd.Process.Pid
+	before, err := procCPU(daemon, true)
+	if err != nil {
+		t.Fatalf("CPU time of the rsync daemon: %v", err)
+	}
 	start := time.Now()
-	out, err := exec.Command("rsync", all...).CombinedOutput()
+	cmd := exec.Command("rsync", all...)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("rsync %v: %v\n%s", all, err, out)
 	}
-	return time.Since(start), r.proxy.Bytes() - w
+	d := time.Since(start)
+	// The daemon's process for this push ends with the client; its CPU
+	// time counts once the daemon has waited for it.
+	cluster.WaitFor(t, 10*time.Second, "the rsync daemon's process for the push to end", func() (bool, string) {
+		return !hasChildren(daemon), ""
+	})
+	after, err := procCPU(daemon, true)
+	if err != nil {
+		t.Fatalf("CPU time of the rsync daemon: %v", err)
+	}
+	r.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime() + after - before
+	return d, r.proxy.Bytes() - w
 }
 
 // target is the rsync URL of the current run's directory; rsync creates

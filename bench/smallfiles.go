@@ -87,6 +87,7 @@ func smallFiles(t *tb, full bool) []row {
 	rd := startRsyncd(t)
 	quiesceFresh(t, src)
 	rsyncTime, rsyncWire := rd.push(t, src, "-a")
+	rsyncCPU := rd.cpu
 	// For reference: rsync making every file durable, as tandem does.
 	rd.fresh()
 	quiesceFresh(t, src)
@@ -106,10 +107,11 @@ func smallFiles(t *tb, full bool) []row {
 	start := time.Now()
 	c.Start()
 	initial := waitSynced(t, c, b, n+200, n, 30*time.Minute).Sub(start)
+	cpu := clusterCPU(t, c) // both nodes, from their start
 	c.Converged(5 * time.Minute)
 	rows = append(rows, row{name: fmt.Sprintf("%d small files, present at start", n), tandem: secs(initial), rsync: secs(rsyncTime),
 		ratio: ratio(initial, rsyncTime), wire: kib(onWire()), rss: rssOf(c),
-		note: fmt.Sprintf("%.0f MiB; rsync on the wire %s; rsync -a --fsync %s, ratio %s", float64(bytes)/(1<<20), kib(rsyncWire), secs(rsyncFsync), ratio(initial, rsyncFsync))})
+		note: fmt.Sprintf("%.0f MiB; CPU tandem %s, rsync %s, ratio %s; rsync on the wire %s; rsync -a --fsync %s, ratio %s", float64(bytes)/(1<<20), cpuSecs(cpu), cpuSecs(rsyncCPU), ratio(cpu, rsyncCPU), kib(rsyncWire), secs(rsyncFsync), ratio(initial, rsyncFsync))})
 
 	// tandem, files created on a while both run (a fresh cluster).
 	c2 := newCluster(t, 2, "smallfiles-live")
@@ -117,9 +119,11 @@ func smallFiles(t *tb, full bool) []row {
 	c2.Start()
 	c2.Connected(time.Minute)
 	quiesceFresh(t)
+	cpu0 := clusterCPU(t, c2)
 	start = time.Now()
 	makeSmallFiles(t, c2.Nodes[0].Dir, n, 2)
 	live := waitSynced(t, c2, c2.Nodes[1], n+200, n, 30*time.Minute).Sub(start)
+	cpuLive := clusterCPU(t, c2) - cpu0
 	c2.Converged(5 * time.Minute)
 	// rsync of the same amount, created then pushed.
 	src2 := filepath.Join(t.TempDir(), "src2")
@@ -130,7 +134,8 @@ func smallFiles(t *tb, full bool) []row {
 	rd.push(t, src2, "-a")
 	rsyncLive := time.Since(start)
 	rows = append(rows, row{name: fmt.Sprintf("%d small files, created while running", n), tandem: secs(live), rsync: secs(rsyncLive),
-		ratio: ratio(live, rsyncLive), wire: kib(onWire2()), rss: rssOf(c2), note: "both include creating the files"})
+		ratio: ratio(live, rsyncLive), wire: kib(onWire2()), rss: rssOf(c2),
+		note: fmt.Sprintf("both include creating the files; CPU (without creating them) tandem %s, rsync %s, ratio %s", cpuSecs(cpuLive), cpuSecs(rd.cpu), ratio(cpuLive, rd.cpu))})
 	return rows
 }
 
