@@ -39,17 +39,13 @@ func (f *Folder) placeFree(j *job) (handled bool, err error) {
 		return true, err
 	}
 	defer p.Close()
-	// The last check before the disk changes (verifyUnchanged for a path
-	// where the index holds nothing live): it must still be free.
-	if _, _, err := p.Lstat(); err == nil {
-		f.requestScan([]string{j.path}, false)
-		return true, errDefer
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return true, err
-	}
+	// The path must still be free (verifyUnchanged for a path where the
+	// index holds nothing live): the rename itself is that check, since it
+	// refuses to replace anything; no stat before it.
 	checked(j.path)
 	if err := p.MoveInFree(j.tmp); errors.Is(err, fs.ErrExist) {
-		// Something appeared there since the check.
+		// Something the index has not seen is there: the scan records it
+		// and the item waits.
 		f.requestScan([]string{j.path}, false)
 		return true, errDefer
 	} else if err != nil {
