@@ -18,9 +18,9 @@ func placesFree(j *job) bool {
 }
 
 // placeFree places a new file or symlink (placesFree) through its parent
-// directory opened once: the check that the path is still free, the
-// rename that refuses to replace anything, and the stat the commit
-// caches all act on that directory, so a parent swapped for a symlink
+// directory opened once: the rename that refuses to replace anything
+// (the check that the path is still free) and the stat the commit
+// caches act on that directory, so a parent swapped for a symlink
 // meanwhile cannot redirect the file out of the folder, and the path is
 // not walked four times. handled is false where the kernel cannot open
 // a parent that way (no openat2); placeOne then goes through paths.
