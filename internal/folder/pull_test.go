@@ -118,14 +118,14 @@ func remoteFile(p *fakePeers, path, content string, mode uint32, by uint64, n ui
 		Blocks: []record.Block{{Hash: h, Size: uint32(len(content))}}, Version: v, ModifiedBy: by, Dot: n}
 }
 
-func startFolder(t *testing.T, peers Peers) (*Folder, string) {
+func startFolder(t testing.TB, peers Peers) (*Folder, string) {
 	t.Helper()
 	return startFolderWith(t, peers, config.Folder{})
 }
 
 // startFolderWith is startFolder with settings of cfg that are not zero
 // (TrashDays so far).
-func startFolderWith(t *testing.T, peers Peers, cfg config.Folder) (*Folder, string) {
+func startFolderWith(t testing.TB, peers Peers, cfg config.Folder) (*Folder, string) {
 	t.Helper()
 	dir := t.TempDir()
 	root := filepath.Join(dir, "root")
