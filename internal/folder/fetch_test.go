@@ -14,6 +14,7 @@ import (
 	"tandem/internal/blocks"
 	"tandem/internal/crashpoint"
 	"tandem/internal/identity"
+	"tandem/internal/index"
 	"tandem/internal/protocol"
 	"tandem/internal/record"
 	"tandem/internal/version"
@@ -172,6 +173,78 @@ func TestNextFilesFetchedWhileABatchIsPlaced(t *testing.T) {
 		b, errB := os.ReadFile(filepath.Join(root, "second"))
 		return errA == nil && errB == nil && string(a) == "one" && string(b) == "two"
 	})
+}
+
+// TestDirectoryOfNextPlanDoesNotHoldItsFiles is
+// TestNextFilesFetchedWhileABatchIsPlaced with a directory: while a batch
+// is being placed (under the folder lock), a directory and a file in it
+// are announced. The file is fetched at once: placing the directory
+// waits for the batch, but must not hold back fetching the files of its
+// plan. The directory is placed before the file in it, with its mode.
+func TestDirectoryOfNextPlanDoesNotHoldItsFiles(t *testing.T) {
+	peers := newFakePeers()
+	f, root := startFolder(t, peers)
+	peer := identity.ID{9, 9, 9}
+	by := peer.Short64()
+	placing, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hook := func(point string) {
+		if point == crashpoint.ApplyAfterRename {
+			once.Do(func() { close(placing); <-release })
+		}
+	}
+	f.testHook.Store(&hook)
+	first := remoteFile(peers, "first", "one", 0o644, by, 1)
+	if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 7, Records: []record.Record{first}, Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-placing:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first file was never placed")
+	}
+	gate := make(chan struct{})
+	peers.mu.Lock()
+	peers.hold["dir/second"] = gate
+	peers.mu.Unlock()
+	var v version.Vector
+	v = v.Update(by, 0).Update(by, 0)
+	dir := record.Record{Path: "dir", Type: record.Dir, Mode: 0o750, MTime: 1e18, Version: v, ModifiedBy: by, Dot: 2}
+	second := remoteFile(peers, "dir/second", "two", 0o644, by, 3)
+	if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 7, Records: []record.Record{dir, second}, Last: 3}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-peers.requested:
+		if p != "dir/second" {
+			t.Fatalf("requested %q", p)
+		}
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("the file in the new directory was not fetched while the first batch was being placed")
+	}
+	close(release)
+	close(gate)
+	waitFor(t, "everything in place", func() bool {
+		a, errA := os.ReadFile(filepath.Join(root, "first"))
+		b, errB := os.ReadFile(filepath.Join(root, "dir", "second"))
+		fi, errD := os.Stat(filepath.Join(root, "dir"))
+		return errA == nil && errB == nil && errD == nil && string(a) == "one" && string(b) == "two" && fi.Mode().Perm() == 0o750 && f.Status().Needed == 0
+	})
+	// The directory was placed as the remote one, not found by the scan
+	// as a local one: its record is the peer's event.
+	if err := f.idx.View(func(tx *index.Tx) error {
+		r, ok, err := tx.Get("dir")
+		if err != nil || !ok {
+			return fmt.Errorf("no record of dir: %v", err)
+		}
+		if r.ModifiedBy != by || r.Dot != 2 {
+			return fmt.Errorf("dir recorded as %d/%d, want the peer's %d/2", r.ModifiedBy, r.Dot, by)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestConsecutiveBlocksShareARequest announces a file of many blocks that

@@ -492,32 +492,44 @@ func (f *Folder) placeLocked(jobs []*job) error {
 
 // placeAll runs placeOne for every job. Files and symlinks at distinct
 // paths do not depend on each other, and placing one is a handful of
-// system calls, so a batch of them is placed by a few goroutines;
-// batches holding directories or deletions keep their order.
+// system calls, so they are placed by a few goroutines, after the
+// batch's directories, which go first and in order (a parent before its
+// children and before the files placed in them). Batches holding
+// deletions keep their order.
 func (f *Folder) placeAll(jobs []*job) {
-	parallel := len(jobs) > 1
+	var dirs, rest []*job
 	for _, j := range jobs {
-		if j.r.Deleted || j.r.Type == record.Dir {
-			parallel = false
-			break
+		switch {
+		case j.r.Deleted:
+			for _, j := range jobs {
+				f.placeAndStat(j)
+			}
+			return
+		case j.r.Type == record.Dir:
+			dirs = append(dirs, j)
+		default:
+			rest = append(rest, j)
 		}
 	}
-	if !parallel {
-		for _, j := range jobs {
+	for _, j := range dirs {
+		f.placeAndStat(j)
+	}
+	if len(rest) <= 1 {
+		for _, j := range rest {
 			f.placeAndStat(j)
 		}
 		return
 	}
 	next := make(chan *job)
 	var wg sync.WaitGroup
-	for range min(placeWorkers, len(jobs)) {
+	for range min(placeWorkers, len(rest)) {
 		wg.Go(func() {
 			for j := range next {
 				f.placeAndStat(j)
 			}
 		})
 	}
-	for _, j := range jobs {
+	for _, j := range rest {
 		next <- j
 	}
 	close(next)
