@@ -123,16 +123,17 @@ func TestBlockRequestsInFlightAreBounded(t *testing.T) {
 	}
 }
 
-// TestNextFilesFetchedWhileABatchIsPlaced holds the placing of a batch
-// (at the crash point after its renames) and announces another file
-// meanwhile: the new file is fetched at once, not after the batch, and
-// both end up in place.
-func TestNextFilesFetchedWhileABatchIsPlaced(t *testing.T) {
-	peers := newFakePeers()
-	f, root := startFolder(t, peers)
+// holdFirstBatch starts a folder, announces a file "first" from peer
+// 9.9.9 (content "one") and returns once the batch placing it is held
+// at the point after its renames, under the folder lock, until release
+// is closed.
+func holdFirstBatch(t *testing.T) (f *Folder, root string, peers *fakePeers, release chan struct{}) {
+	t.Helper()
+	peers = newFakePeers()
+	f, root = startFolder(t, peers)
 	peer := identity.ID{9, 9, 9}
-	by := peer.Short64()
-	placing, release := make(chan struct{}), make(chan struct{})
+	placing := make(chan struct{})
+	release = make(chan struct{})
 	var once sync.Once
 	hook := func(point string) {
 		if point == crashpoint.ApplyAfterRename {
@@ -140,7 +141,7 @@ func TestNextFilesFetchedWhileABatchIsPlaced(t *testing.T) {
 		}
 	}
 	f.testHook.Store(&hook)
-	first := remoteFile(peers, "first", "one", 0o644, by, 1)
+	first := remoteFile(peers, "first", "one", 0o644, peer.Short64(), 1)
 	if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 7, Records: []record.Record{first}, Last: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -149,25 +150,46 @@ func TestNextFilesFetchedWhileABatchIsPlaced(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the first file was never placed")
 	}
+	return f, root, peers, release
+}
+
+// fetchedWhileHeld announces recs from peer 9.9.9 (sequence numbers
+// following "first") while the batch of holdFirstBatch is held, holds
+// the fetch of the last of them, and checks that it is requested before
+// the batch is released; then releases both.
+func fetchedWhileHeld(t *testing.T, f *Folder, peers *fakePeers, release chan struct{}, recs []record.Record) {
+	t.Helper()
+	want := recs[len(recs)-1].Path
 	gate := make(chan struct{})
 	peers.mu.Lock()
-	peers.hold["second"] = gate
+	peers.hold[want] = gate
 	peers.mu.Unlock()
-	second := remoteFile(peers, "second", "two", 0o644, by, 2)
-	if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 7, Records: []record.Record{second}, Last: 2}); err != nil {
+	if err := f.HandleIndex(identity.ID{9, 9, 9}, &protocol.Index{Folder: "f", IndexID: 7, Records: recs, Last: uint64(1 + len(recs))}); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case p := <-peers.requested:
-		if p != "second" {
-			t.Fatalf("requested %q", p)
+		if p != want {
+			t.Fatalf("requested %q, want %q", p, want)
 		}
 	case <-time.After(10 * time.Second):
 		close(release)
-		t.Fatal("the second file was not fetched while the first batch was being placed")
+		t.Fatalf("%s was not fetched while the first batch was being placed", want)
 	}
 	close(release)
 	close(gate)
+}
+
+// TestNextFilesFetchedWhileABatchIsPlaced holds the placing of a batch
+// (at the crash point after its renames) and announces another file
+// meanwhile: the new file is fetched at once, not after the batch, and
+// both end up in place.
+func TestNextFilesFetchedWhileABatchIsPlaced(t *testing.T) {
+	f, root, peers, release := holdFirstBatch(t)
+	peer := identity.ID{9, 9, 9}
+	by := peer.Short64()
+	second := remoteFile(peers, "second", "two", 0o644, by, 2)
+	fetchedWhileHeld(t, f, peers, release, []record.Record{second})
 	waitFor(t, "both files in place", func() bool {
 		a, errA := os.ReadFile(filepath.Join(root, "first"))
 		b, errB := os.ReadFile(filepath.Join(root, "second"))
@@ -182,49 +204,14 @@ func TestNextFilesFetchedWhileABatchIsPlaced(t *testing.T) {
 // waits for the batch, but must not hold back fetching the files of its
 // plan. The directory is placed before the file in it, with its mode.
 func TestDirectoryOfNextPlanDoesNotHoldItsFiles(t *testing.T) {
-	peers := newFakePeers()
-	f, root := startFolder(t, peers)
+	f, root, peers, release := holdFirstBatch(t)
 	peer := identity.ID{9, 9, 9}
 	by := peer.Short64()
-	placing, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	hook := func(point string) {
-		if point == crashpoint.ApplyAfterRename {
-			once.Do(func() { close(placing); <-release })
-		}
-	}
-	f.testHook.Store(&hook)
-	first := remoteFile(peers, "first", "one", 0o644, by, 1)
-	if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 7, Records: []record.Record{first}, Last: 1}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-placing:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the first file was never placed")
-	}
-	gate := make(chan struct{})
-	peers.mu.Lock()
-	peers.hold["dir/second"] = gate
-	peers.mu.Unlock()
 	var v version.Vector
 	v = v.Update(by, 0).Update(by, 0)
 	dir := record.Record{Path: "dir", Type: record.Dir, Mode: 0o750, MTime: 1e18, Version: v, ModifiedBy: by, Dot: 2}
 	second := remoteFile(peers, "dir/second", "two", 0o644, by, 3)
-	if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 7, Records: []record.Record{dir, second}, Last: 3}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case p := <-peers.requested:
-		if p != "dir/second" {
-			t.Fatalf("requested %q", p)
-		}
-	case <-time.After(10 * time.Second):
-		close(release)
-		t.Fatal("the file in the new directory was not fetched while the first batch was being placed")
-	}
-	close(release)
-	close(gate)
+	fetchedWhileHeld(t, f, peers, release, []record.Record{dir, second})
 	waitFor(t, "everything in place", func() bool {
 		a, errA := os.ReadFile(filepath.Join(root, "first"))
 		b, errB := os.ReadFile(filepath.Join(root, "dir", "second"))
