@@ -484,6 +484,15 @@ func (f *Folder) recover() error {
 	}); err != nil {
 		return err
 	}
+	// Records committed here get new sequence numbers: the node is told,
+	// as after any commit, so that a peer that connected meanwhile gets
+	// them (its index stream waits for such a signal).
+	committed := false
+	defer func() {
+		if committed {
+			f.opt.Changed()
+		}
+	}()
 	for _, r := range pend {
 		st, ok, err := f.root.Lstat(r.Path)
 		match, placed := false, false
@@ -551,6 +560,7 @@ func (f *Folder) recover() error {
 		if err != nil {
 			return err
 		}
+		committed = committed || placed || match
 	}
 	entries, _ := os.ReadDir(f.tmpDir())
 	for _, e := range entries {

@@ -126,6 +126,13 @@ func startFolder(t testing.TB, peers Peers) (*Folder, string) {
 // startFolderWith is startFolder with settings of cfg that are not zero
 // (TrashDays so far).
 func startFolderWith(t testing.TB, peers Peers, cfg config.Folder) (*Folder, string) {
+	return startFolderHooked(t, peers, cfg, nil, nil)
+}
+
+// startFolderHooked is startFolderWith that calls before, if not nil,
+// with the index and the root before the folder starts, and passes
+// changed, if not nil, as Options.Changed.
+func startFolderHooked(t testing.TB, peers Peers, cfg config.Folder, before func(*index.Folder, string), changed func()) (*Folder, string) {
 	t.Helper()
 	dir := t.TempDir()
 	root := filepath.Join(dir, "root")
@@ -141,12 +148,16 @@ func startFolderWith(t testing.TB, peers Peers, cfg config.Folder) (*Folder, str
 	if err != nil {
 		t.Fatal(err)
 	}
+	if before != nil {
+		before(fi, root)
+	}
 	f := New(Options{
-		Config: config.Folder{ID: "f", Path: root, Rescan: time.Hour, TrashDays: cfg.TrashDays},
-		Me:     identity.ID{1, 2, 3},
-		Index:  fi,
-		Peers:  peers,
-		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Config:  config.Folder{ID: "f", Path: root, Rescan: time.Hour, TrashDays: cfg.TrashDays},
+		Me:      identity.ID{1, 2, 3},
+		Index:   fi,
+		Peers:   peers,
+		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Changed: changed,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
