@@ -16,7 +16,8 @@ import (
 // shallow), so that a rename finds its blocks at the old name before that
 // name is deleted. Files are fetched by fetchWorkers workers and put in
 // place by one placing goroutine in batches, so that a thousand small
-// files cost a few fsyncs, not thousands. apply returns once a plan's
+// files cost a few fsyncs, not thousands; a plan's directories go to
+// that goroutine directly, ahead of its files. apply returns once a plan's
 // files are handed to the workers: the next plan is read and its files
 // fetched while the last batches of this one are placed (a plan used to
 // wait for them, leaving the workers idle at its end). The paths in
