@@ -10,10 +10,10 @@ import (
 	"tandem/internal/cluster"
 )
 
-// CPU time, next to wall time. On this kind of machine both tandem and
-// rsync keep every core busy, so wall time follows CPU time, and CPU time
-// varies far less from run to run: it shows what a change saves where the
-// wall time's noise hides it.
+// CPU time, next to wall time. On a machine whose cores tandem keeps busy
+// (the bench's two nodes share it), wall time follows CPU time, and the
+// CPU ratio says how much work tandem does per file against rsync. CPU
+// times drift with the machine's speed too, so compare them within a run.
 
 // userHZ is the unit of the times in /proc/PID/stat: USER_HZ, fixed at 100
 // in Linux's interface to user space.

@@ -15,12 +15,12 @@ import (
 
 // BenchmarkApplySmallFiles measures the receiving side of many small files
 // without the network and without the sender: a folder takes in a peer's
-// index of 2 000 files of 1-16 KiB in 20 directories (the peer is a fake
-// that answers from memory), then fetches, places and commits them, as a
-// node does after a peer's scan. Besides the time per file it reports the
-// process's CPU time per file (user and system, from getrusage; system
-// includes the writeback syncfs waits for only where this process does
-// it). The testing package removes the trees of one run of the benchmark
+// index of 10 000 files of 1-16 KiB in 100 directories (the peer is a
+// fake that answers from memory), then fetches, places and commits them,
+// as a node does after a peer's scan. Besides the time per file it
+// reports the process's CPU time per file (user and system, from
+// getrusage; the kernel's writeback threads, which syncfs waits for, are
+// not counted). The testing package removes the trees of one run of the benchmark
 // before the next (with -benchtime Nx, N > 1, a run with N = 1 comes
 // first), and on ext4 without a journal files created soon after many
 // deletions cost more (see the README): for comparable numbers, run it

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -497,22 +498,19 @@ func (f *Folder) placeLocked(jobs []*job) error {
 // children and before the files placed in them). Batches holding
 // deletions keep their order.
 func (f *Folder) placeAll(jobs []*job) {
-	var dirs, rest []*job
+	if slices.ContainsFunc(jobs, func(j *job) bool { return j.r.Deleted }) {
+		for _, j := range jobs {
+			f.placeAndStat(j)
+		}
+		return
+	}
+	var rest []*job
 	for _, j := range jobs {
-		switch {
-		case j.r.Deleted:
-			for _, j := range jobs {
-				f.placeAndStat(j)
-			}
-			return
-		case j.r.Type == record.Dir:
-			dirs = append(dirs, j)
-		default:
+		if j.r.Type == record.Dir {
+			f.placeAndStat(j)
+		} else {
 			rest = append(rest, j)
 		}
-	}
-	for _, j := range dirs {
-		f.placeAndStat(j)
 	}
 	if len(rest) <= 1 {
 		for _, j := range rest {

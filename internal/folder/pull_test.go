@@ -126,6 +126,7 @@ func startFolder(t testing.TB, peers Peers) (*Folder, string) {
 // startFolderWith is startFolder with settings of cfg that are not zero
 // (TrashDays so far).
 func startFolderWith(t testing.TB, peers Peers, cfg config.Folder) (*Folder, string) {
+	t.Helper()
 	return startFolderHooked(t, peers, cfg, nil, nil)
 }
 
