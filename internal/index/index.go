@@ -157,18 +157,8 @@ type Tx struct {
 	db *DB
 }
 
-var (
-	encMode, _ = cbor.CanonicalEncOptions().EncMode()
-	decMode, _ = cbor.DecOptions{MaxArrayElements: 1 << 24}.DecMode()
-)
-
-func encode(r *record.Record) ([]byte, error) { return encMode.Marshal(r) }
-
-func decode(b []byte) (record.Record, error) {
-	var r record.Record
-	err := decMode.Unmarshal(b, &r)
-	return r, err
-}
+// decMode reads records stored in the earlier CBOR form (see codec.go).
+var decMode, _ = cbor.DecOptions{MaxArrayElements: 1 << 24}.DecMode()
 
 func u64(b []byte) uint64 {
 	if len(b) != 8 {
@@ -552,7 +542,8 @@ func (t *Tx) Children(prefix string, fn func(record.Record)) error {
 	return t.children(prefix, decode, fn)
 }
 
-// statFields are the fields of a record a scan compares with the disk.
+// statFields are the fields of a record a scan compares with the disk,
+// for records in the earlier CBOR form (see decodeStat).
 type statFields struct {
 	Path    string      `cbor:"1,keyasint"`
 	Type    record.Type `cbor:"2,keyasint"`
@@ -564,15 +555,6 @@ type statFields struct {
 	GID     uint32      `cbor:"8,keyasint,omitempty"`
 	Inode   uint64      `cbor:"20,keyasint,omitempty"`
 	CTime   int64       `cbor:"21,keyasint,omitempty"`
-}
-
-func decodeStat(b []byte) (record.Record, error) {
-	var s statFields
-	if err := decMode.Unmarshal(b, &s); err != nil {
-		return record.Record{}, err
-	}
-	return record.Record{Path: s.Path, Type: s.Type, Deleted: s.Deleted, Size: s.Size, Mode: s.Mode, MTime: s.MTime,
-		UID: s.UID, GID: s.GID, Inode: s.Inode, CTime: s.CTime}, nil
 }
 
 // ChildrenStat is Children passing partial records: only what a scan
