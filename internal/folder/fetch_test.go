@@ -304,3 +304,57 @@ func TestSpanChecksEveryBlock(t *testing.T) {
 		t.Fatal("short data accepted")
 	}
 }
+
+// TestScanSkipsFilesBeingPlaced holds a batch after its rename, before
+// its commit, and runs a full scan meanwhile: the file at its name but
+// not yet in the index is left to the commit, not read and hashed as a
+// local file new to the index; once the batch is committed, a scan finds
+// it unchanged.
+func TestScanSkipsFilesBeingPlaced(t *testing.T) {
+	f, root, _, release := holdFirstBatch(t)
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	if _, err := os.Stat(filepath.Join(root, "first")); err != nil {
+		t.Fatalf("the held batch has not renamed its file: %v", err)
+	}
+	before := f.Status().Stats
+	f.requestScan(nil, true)
+	deadline := time.Now().Add(10 * time.Second)
+	for f.Status().Stats.ScansCompleted == before.ScansCompleted {
+		if time.Now().After(deadline) {
+			t.Fatalf("a full scan did not complete while a batch was held; files hashed meanwhile: %d", f.Status().Stats.FilesHashed-before.FilesHashed)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := f.Status().Stats.FilesHashed - before.FilesHashed; n != 0 {
+		t.Fatalf("the scan hashed %d files being placed", n)
+	}
+	close(release)
+	released = true
+	waitFor(t, "the file committed", func() bool {
+		s := f.Status()
+		return s.Needed == 0 && s.Files == 1
+	})
+	scans := f.Status().Stats.ScansCompleted
+	f.requestScan(nil, true)
+	waitFor(t, "a full scan after the commit", func() bool { return f.Status().Stats.ScansCompleted > scans })
+	if n := f.Status().Stats.FilesHashed - before.FilesHashed; n != 0 {
+		t.Fatalf("%d files hashed after the commit; the placed file's stat was not recorded", n)
+	}
+	if err := f.idx.View(func(tx *index.Tx) error {
+		r, ok, err := tx.Get("first")
+		if err != nil || !ok {
+			return fmt.Errorf("no record of first: %v", err)
+		}
+		if r.ModifiedBy != (identity.ID{9, 9, 9}).Short64() || r.Dot != 1 {
+			return fmt.Errorf("first recorded as %d/%d, want the peer's event", r.ModifiedBy, r.Dot)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -47,3 +47,19 @@ func (f *Folder) postponeInflight(paths []string) []string {
 	}
 	return out
 }
+
+// postponeIfInflight is postponeInflight for one path met by a directory
+// walk: it reports whether the path is being placed right now (and is
+// then scanned when its batch is committed). A scan of a directory that
+// a batch is filling would otherwise read and hash every file placed but
+// not yet committed, as new to the index, only for the commit to record
+// the same content.
+func (f *Folder) postponeIfInflight(rel string) bool {
+	f.flMu.Lock()
+	defer f.flMu.Unlock()
+	if _, ok := f.inflight[rel]; !ok {
+		return false
+	}
+	f.inflight[rel] = true
+	return true
+}

@@ -208,6 +208,13 @@ func (f *Folder) scanDir(ctx context.Context, dir string, recursive bool, b *sca
 		if !e.OK {
 			continue
 		}
+		if st.Type != record.Dir && f.postponeIfInflight(rel) {
+			// A file or symlink being placed: it is looked at once its
+			// batch is committed, not read now as if it were a local file
+			// new to the index. Directories are still walked, so a full
+			// scan misses nothing below one that a batch is placing.
+			continue
+		}
 		old, had := known[n]
 		f.consider(rel, st, old, had, b)
 		if st.Type == record.Dir && (recursive || !had || old.Deleted) {
