@@ -496,25 +496,26 @@ func (f *Folder) placeLocked(jobs []*job) error {
 // system calls, so they are placed by a few goroutines, after the
 // batch's directories, which go first and in order (a parent before its
 // children and before the files placed in them). Batches holding
-// deletions keep their order.
+// deletions keep their order. Each placing goroutine keeps the parent
+// directory it opened last for the next file in it (parentCache).
 func (f *Folder) placeAll(jobs []*job) {
 	if slices.ContainsFunc(jobs, func(j *job) bool { return j.r.Deleted }) {
 		for _, j := range jobs {
-			f.placeAndStat(j)
+			f.placeAndStat(j, nil)
 		}
 		return
 	}
 	var rest []*job
 	for _, j := range jobs {
 		if j.r.Type == record.Dir {
-			f.placeAndStat(j)
+			f.placeAndStat(j, nil)
 		} else {
 			rest = append(rest, j)
 		}
 	}
 	if len(rest) <= 1 {
 		for _, j := range rest {
-			f.placeAndStat(j)
+			f.placeAndStat(j, nil)
 		}
 		return
 	}
@@ -522,8 +523,10 @@ func (f *Folder) placeAll(jobs []*job) {
 	var wg sync.WaitGroup
 	for range min(placeWorkers, len(rest)) {
 		wg.Go(func() {
+			var pc parentCache
+			defer pc.close()
 			for j := range next {
-				f.placeAndStat(j)
+				f.placeAndStat(j, &pc)
 			}
 		})
 	}
@@ -539,8 +542,8 @@ func (f *Folder) placeAll(jobs []*job) {
 // local write after this stat is not missed: the watcher's event for the
 // path is postponed until the commit (markInflight) and then scanned
 // against the stored stat.
-func (f *Folder) placeAndStat(j *job) {
-	j.err = f.placeOne(j)
+func (f *Folder) placeAndStat(j *job, pc *parentCache) {
+	j.err = f.placeOne(j, pc)
 	if j.err == nil && !j.handled && !j.r.Deleted && j.after == nil {
 		j.after = f.statPlaced(j.path)
 	}
@@ -559,10 +562,10 @@ type placedStat struct {
 }
 
 // placeOne makes the disk match j.r. Caller holds f.mu.
-func (f *Folder) placeOne(j *job) error {
+func (f *Folder) placeOne(j *job, pc *parentCache) error {
 	r := &j.r
 	if placesFree(j) {
-		if handled, err := f.placeFree(j); handled {
+		if handled, err := f.placeFree(j, pc); handled {
 			return err
 		}
 	}

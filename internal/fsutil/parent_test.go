@@ -102,3 +102,53 @@ func TestParent(t *testing.T) {
 		t.Errorf("the file is not in the opened directory: %q %v", b, err)
 	}
 }
+
+// TestParentSibling checks that a sibling acts in the directory of the
+// parent it came from, refuses paths in other directories, and that its
+// Close leaves the parent's descriptor open.
+func TestParentSibling(t *testing.T) {
+	dir := t.TempDir()
+	must := mustFor(t)
+	must(os.MkdirAll(filepath.Join(dir, "a/b"), 0o755))
+	must(os.MkdirAll(filepath.Join(dir, "a/c"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "a/b/one"), []byte("1"), 0o644))
+	r, err := Open(dir)
+	must(err)
+	defer r.Close()
+	for _, tc := range []struct {
+		first, second string
+		ok            bool
+	}{
+		{"a/b/one", "a/b/two", true},
+		{"top", "other", true},
+		{"a/b/one", "a/c/two", false},
+		{"a/b/one", "a/two", false},
+		{"a/b/one", "a/b/c/two", false},
+		{"top", "a/top", false},
+		{"a/b/one", "a/b/..", false},
+	} {
+		p, err := r.OpenParent(tc.first)
+		if errors.Is(err, ErrNoParentFD) {
+			t.Skip("openat2 is not available here")
+		}
+		must(err)
+		s, ok := p.Sibling(tc.second)
+		if ok != tc.ok {
+			t.Errorf("%s then %s: sibling %v, want %v", tc.first, tc.second, ok, tc.ok)
+		}
+		if ok {
+			s.Close()
+			from := filepath.Join(dir, ".tmp-sib")
+			must(os.WriteFile(from, []byte("sib"), 0o600))
+			must(s.MoveInFree(from))
+			if b, err := os.ReadFile(filepath.Join(dir, tc.second)); err != nil || string(b) != "sib" {
+				t.Errorf("%s: holds %q %v", tc.second, b, err)
+			}
+			// The parent is still open after the sibling's Close.
+			if _, _, err := p.Lstat(); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s: parent after the sibling's Close: %v", tc.first, err)
+			}
+		}
+		p.Close()
+	}
+}
