@@ -348,7 +348,7 @@ func ValidName(name string) error {
 	case path.Clean(name) != name:
 		return fmt.Errorf("%q: name is not clean", name)
 	}
-	for _, part := range strings.Split(name, "/") {
+	for part := range strings.SplitSeq(name, "/") {
 		if part == ".." || part == "." {
 			return fmt.Errorf("%q: name escapes the folder", name)
 		}
