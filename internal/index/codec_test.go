@@ -93,21 +93,27 @@ func TestCodecRoundTrip(t *testing.T) {
 		if b[0] != formatProto {
 			t.Fatalf("first byte %#x", b[0])
 		}
-		got, err := decode(b)
-		if err != nil {
-			t.Fatalf("decode: %v", err)
-		}
-		if d := cmp.Diff(r, got, equateEmpty); d != "" {
-			t.Fatalf("round trip (-want +got):\n%s", d)
-		}
-		st, err := decodeStat(b)
-		if err != nil {
-			t.Fatalf("decodeStat: %v", err)
-		}
-		if d := cmp.Diff(statOf(r), st, equateEmpty); d != "" {
-			t.Fatalf("decodeStat (-want +got):\n%s", d)
-		}
+		checkDecodes(t, "round trip", b, r)
 	})
+}
+
+// checkDecodes checks that b decodes to r, and to r's stat fields with
+// decodeStat.
+func checkDecodes(t *rapid.T, what string, b []byte, r record.Record) {
+	got, err := decode(b)
+	if err != nil {
+		t.Fatalf("%s: decode: %v", what, err)
+	}
+	if d := cmp.Diff(r, got, equateEmpty); d != "" {
+		t.Fatalf("%s (-want +got):\n%s", what, d)
+	}
+	st, err := decodeStat(b)
+	if err != nil {
+		t.Fatalf("%s: decodeStat: %v", what, err)
+	}
+	if d := cmp.Diff(statOf(r), st, equateEmpty); d != "" {
+		t.Fatalf("%s: decodeStat (-want +got):\n%s", what, d)
+	}
 }
 
 // Records stored in the CBOR form by an earlier version read the same.
@@ -117,21 +123,7 @@ func TestCodecReadsCBOR(t *testing.T) {
 		r.Path = rapid.StringMatching(`[a-z/]{1,20}`).Draw(t, "valid path") // CBOR strings must be valid UTF-8
 		r.Target = ""
 		r.CopyOf = ""
-		b := encodeCBOR(t, &r)
-		got, err := decode(b)
-		if err != nil {
-			t.Fatalf("decode: %v", err)
-		}
-		if d := cmp.Diff(r, got, equateEmpty); d != "" {
-			t.Fatalf("CBOR record (-want +got):\n%s", d)
-		}
-		st, err := decodeStat(b)
-		if err != nil {
-			t.Fatalf("decodeStat: %v", err)
-		}
-		if d := cmp.Diff(statOf(r), st, equateEmpty); d != "" {
-			t.Fatalf("CBOR decodeStat (-want +got):\n%s", d)
-		}
+		checkDecodes(t, "CBOR record", encodeCBOR(t, &r), r)
 	})
 }
 
