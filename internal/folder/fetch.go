@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -56,17 +57,21 @@ func tmpNameKey(r *record.Record) []byte {
 
 // createTmp creates name exclusively, replacing a leftover of an earlier
 // attempt at the same version; its directory is created if missing.
-func createTmp(name string) (*os.File, error) {
-	out, err := openExcl(name)
+func createTmp(name string) (*os.File, error) { return createTmpMode(name, 0o600) }
+
+// createTmpMode is createTmp with the given permission bits (subject to
+// the umask).
+func createTmpMode(name string, perm uint32) (*os.File, error) {
+	out, err := openExcl(name, perm)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(filepath.Dir(name), 0o700); err != nil {
 			return nil, err
 		}
-		out, err = openExcl(name)
+		out, err = openExcl(name, perm)
 	}
 	if errors.Is(err, fs.ErrExist) {
 		os.Remove(name)
-		out, err = openExcl(name)
+		out, err = openExcl(name, perm)
 	}
 	return out, err
 }
@@ -75,8 +80,8 @@ func createTmp(name string) (*os.File, error) {
 // os.OpenFile without the attempt to register a regular file with the
 // network poller (which always fails, at two or three system calls per
 // file).
-func openExcl(name string) (*os.File, error) {
-	fd, err := unix.Open(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+func openExcl(name string, perm uint32) (*os.File, error) {
+	fd, err := unix.Open(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, perm)
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
 	}
@@ -116,9 +121,10 @@ func acquire(ctx context.Context, sem chan struct{}) bool {
 func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []identity.ID) (string, error) {
 	name := f.tmpNameFor(r)
 	var (
-		out *os.File
-		err error
-		pf  *prefetch
+		out     *os.File
+		err     error
+		pf      *prefetch
+		modeSet bool // created with r's mode: no chmod needed
 	)
 	if r.Size >= hintMin {
 		pf = f.takePrefetch(r.Path) // only such files are hinted
@@ -133,8 +139,10 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 			return "", fmt.Errorf("take over blocks fetched ahead: %w", err)
 		}
 	} else {
+		var perm uint32
+		perm, modeSet = f.createMode(r)
 		f.createMu.Lock()
-		out, err = createTmp(name)
+		out, err = createTmpMode(name, perm)
 		f.createMu.Unlock()
 		if err != nil {
 			return "", fmt.Errorf("create temporary file: %w", err)
@@ -262,7 +270,7 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 	// Owner, mode and mtime through the open file (no path lookups), by
 	// the fetch workers in parallel rather than under the folder lock
 	// while placing; the mtime after the last write.
-	if err := setMetaFD(out, r, f.withOwner && !f.createdAs(r)); err != nil {
+	if err := setMetaFD(out, r, f.withOwner && !f.createdAs(r), !modeSet); err != nil {
 		return "", err
 	}
 	// Not fsynced here: placeBatch makes a whole batch durable at once.
@@ -419,16 +427,59 @@ func (f *Folder) createdAs(r *record.Record) bool {
 // system calls for every file fetched.
 var euid, egid = uint32(os.Geteuid()), uint32(os.Getegid())
 
-// setMetaFD sets owner, mode and mtime on an open temporary file.
-func setMetaFD(fh *os.File, r *record.Record, withOwner bool) error {
+// createMode returns the permission bits to create r's temporary file
+// with, and whether they give the file exactly r's mode: the mode has no
+// setuid, setgid or sticky bit (a chown would clear the first two, and
+// they are set with chmod), the process's umask clears none of its bits,
+// and no default ACL on .tandem/tmp decides the mode instead. Otherwise
+// the file is created 0600 and its mode set with chmod.
+func (f *Folder) createMode(r *record.Record) (perm uint32, exact bool) {
+	perm = r.Mode & 0o777
+	if !umaskKnown || f.tmpACL || r.Mode&^0o777 != 0 || perm&^processUmask != perm || perm&0o600 != 0o600 {
+		return 0o600, false
+	}
+	return perm, true
+}
+
+// processUmask is the process's umask, read once from /proc/self/status
+// (reading it with umask(2) means changing it for a moment).
+var processUmask, umaskKnown = readUmask()
+
+func readUmask() (uint32, bool) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			return uint32(m), err == nil
+		}
+	}
+	return 0, false
+}
+
+// hasDefaultACL reports whether dir has a default ACL, which decides the
+// mode of files created in it instead of the umask; true where that
+// cannot be told.
+func hasDefaultACL(dir string) bool {
+	_, err := unix.Getxattr(dir, "system.posix_acl_default", nil)
+	return err == nil || (err != unix.ENODATA && err != unix.ENOTSUP && err != unix.EOPNOTSUPP)
+}
+
+// setMetaFD sets owner, mode (with chmod) and mtime on an open temporary
+// file.
+func setMetaFD(fh *os.File, r *record.Record, withOwner, chmod bool) error {
 	fd := int(fh.Fd())
 	if withOwner {
 		if err := unix.Fchown(fd, int(r.UID), int(r.GID)); err != nil {
 			return fmt.Errorf("chown: %w", err)
 		}
 	}
-	if err := fh.Chmod(os.FileMode(r.Mode&0o777) | modeBits(r.Mode)); err != nil {
-		return fmt.Errorf("chmod: %w", err)
+	if chmod {
+		if err := fh.Chmod(os.FileMode(r.Mode&0o777) | modeBits(r.Mode)); err != nil {
+			return fmt.Errorf("chmod: %w", err)
+		}
 	}
 	// futimens: utimensat on the descriptor itself (a NULL path).
 	ts := [2]unix.Timespec{unix.NsecToTimespec(r.MTime), unix.NsecToTimespec(r.MTime)}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -356,5 +357,67 @@ func TestScanSkipsFilesBeingPlaced(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCreateMode checks when a temporary file may be created with the
+// record's mode instead of being chmodded: only where the umask clears
+// none of its bits, it has no special bits, the owner may read and write,
+// and no default ACL decides the mode.
+func TestCreateMode(t *testing.T) {
+	saved, savedKnown := processUmask, umaskKnown
+	defer func() { processUmask, umaskKnown = saved, savedKnown }()
+	processUmask, umaskKnown = 0o022, true
+	f := &Folder{}
+	for _, tc := range []struct {
+		mode  uint32
+		exact bool
+	}{
+		{0o644, true}, {0o600, true}, {0o755, true}, {0o700, true}, {0o640, true},
+		{0o666, false}, {0o777, false}, // the umask clears group and other write
+		{0o4755, false}, {0o2755, false}, {0o1755, false}, // set with chmod
+		{0o444, false}, {0o200, false}, {0o000, false}, // the owner cannot read and write
+	} {
+		perm, exact := f.createMode(&record.Record{Mode: tc.mode})
+		if exact != tc.exact || (exact && perm != tc.mode) || (!exact && perm != 0o600) {
+			t.Errorf("mode %o: got %o exact %v, want exact %v", tc.mode, perm, exact, tc.exact)
+		}
+	}
+	f.tmpACL = true
+	if _, exact := f.createMode(&record.Record{Mode: 0o644}); exact {
+		t.Error("created with the record's mode although a default ACL decides it")
+	}
+	f.tmpACL = false
+	umaskKnown = false
+	if _, exact := f.createMode(&record.Record{Mode: 0o644}); exact {
+		t.Error("created with the record's mode although the umask is unknown")
+	}
+}
+
+// TestFetchedFilesHaveExactModes fetches files of many modes: each ends up
+// with exactly its record's mode, whether it was created with it or
+// chmodded.
+func TestFetchedFilesHaveExactModes(t *testing.T) {
+	peers := newFakePeers()
+	f, root := startFolder(t, peers)
+	peer := identity.ID{9, 9, 9}
+	modes := []uint32{0o644, 0o600, 0o755, 0o640, 0o666, 0o777, 0o444, 0o4755, 0o2750, 0o1777}
+	var recs []record.Record
+	for i, m := range modes {
+		recs = append(recs, remoteFile(peers, fmt.Sprintf("m%04o", m), fmt.Sprintf("content %d", i), m, peer.Short64(), uint64(i+1)))
+	}
+	if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 7, Records: recs, Last: uint64(len(recs))}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "every file placed", func() bool { s := f.Status(); return s.Needed == 0 && s.Files == len(modes) })
+	for _, m := range modes {
+		fi, err := os.Lstat(filepath.Join(root, fmt.Sprintf("m%04o", m)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if got := st.Mode & 0o7777; got != m {
+			t.Errorf("file of mode %o placed with mode %o", m, got)
+		}
 	}
 }

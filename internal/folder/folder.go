@@ -60,6 +60,7 @@ type Folder struct {
 	log       *slog.Logger
 	withOwner bool
 	tmpSetgid bool // .tandem/tmp passes its group on to new files
+	tmpACL    bool // .tandem/tmp has a default ACL (or it is unknown): modes are set with chmod
 	// createMu lets one fetch worker at a time create its temporary
 	// file. They all create in .tandem/tmp, and the kernel serialises
 	// creations in one directory anyway, but makes the waiters spin for
@@ -327,6 +328,7 @@ func (f *Folder) Run(ctx context.Context) error {
 	if fi, err := os.Stat(f.tmpDir()); err != nil || fi.Mode()&os.ModeSetgid != 0 {
 		f.tmpSetgid = true // unknown or inherited group: always chown
 	}
+	f.tmpACL = hasDefaultACL(f.tmpDir())
 	defer root.Close()
 	if err := f.recover(); err != nil {
 		f.log.Warn("recovering interrupted transfers", "err", err)
