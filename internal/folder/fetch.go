@@ -430,9 +430,10 @@ var euid, egid = uint32(os.Geteuid()), uint32(os.Getegid())
 // createMode returns the permission bits to create r's temporary file
 // with, and whether they give the file exactly r's mode: the mode has no
 // setuid, setgid or sticky bit (a chown would clear the first two, and
-// they are set with chmod), the process's umask clears none of its bits,
-// and no default ACL on .tandem/tmp decides the mode instead. Otherwise
-// the file is created 0600 and its mode set with chmod.
+// they are set with chmod), the owner may read and write, the process's
+// umask clears none of its bits, and no default ACL on .tandem/tmp
+// decides the mode instead. Otherwise the file is created 0600 and its
+// mode set with chmod.
 func (f *Folder) createMode(r *record.Record) (perm uint32, exact bool) {
 	perm = r.Mode & 0o777
 	if !umaskKnown || f.tmpACL || r.Mode&^0o777 != 0 || perm&^processUmask != perm || perm&0o600 != 0o600 {
