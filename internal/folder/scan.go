@@ -286,14 +286,20 @@ func (f *Folder) flush(b *scanBatch) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	stable := cands[:0]
+	// Each change is statted again now, under the lock, through parents
+	// opened now (not those the scan held while it read): a file still
+	// being written is picked up by its next event. A batch's changes
+	// come in directory order, so a parent serves the changes in it
+	// (one system call a change; opening each parent anew was a tenth of
+	// a sending node's CPU for small files, and Lstat through os.Root
+	// opens every parent).
+	stats := f.root.NewStatCache()
 	for _, c := range cands {
-		// A file still being written is picked up by its next event.
-		// StatPath: three system calls, where Lstat through os.Root opens
-		// every parent (a tenth of a scan's CPU for small files).
-		if now, ok, err := f.root.StatPath(c.cur.Path); err == nil && ok && unmoved(now, c.pre) {
+		if now, ok, err := stats.Stat(c.cur.Path); err == nil && ok && unmoved(now, c.pre) {
 			stable = append(stable, c)
 		}
 	}
+	stats.Close()
 	crashpoint.Hit(crashpoint.ScanBeforeCommit)
 	changed := false
 	err := f.idx.Update(func(tx *index.Tx) error {

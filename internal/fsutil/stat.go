@@ -60,7 +60,9 @@ func statAt(dirfd int, base, rel string) (Stat, bool, error) {
 // costs one system call instead of three. A directory replaced while it
 // is held is seen by the scan of its own event, which follows; and the
 // scan's commit stats every change and every deletion afresh before it
-// records them (folder.flush), so a stale parent cannot turn into one.
+// records them (folder.flush: changes through a cache of its own, opened
+// under the folder lock; deletions through every parent), so a parent
+// the scan held stale cannot turn into one.
 type StatCache struct {
 	r   *Root
 	dir string
