@@ -25,11 +25,15 @@ func placesFree(j *job) bool {
 // not walked four times. handled is false where the kernel cannot open
 // a parent that way (no openat2); placeOne then goes through paths.
 //
-// pc, if not nil, keeps the parent directory open for the next job of
-// the same placing goroutine: a batch's files come in path order, so
+// parents, if not nil, keeps the parent directory open for the next job
+// of the same placing goroutine: a batch's files come in path order, so
 // most share their parent with the job before.
-func (f *Folder) placeFree(j *job, pc *parentCache) (handled bool, err error) {
-	p, err := pc.open(f.root, j.path)
+func (f *Folder) placeFree(j *job, parents *fsutil.StatCache) (handled bool, err error) {
+	openParent := f.root.OpenParent
+	if parents != nil {
+		openParent = parents.Parent
+	}
+	p, err := openParent(j.path)
 	if errors.Is(err, fsutil.ErrNoParentFD) {
 		return false, nil
 	}
@@ -37,7 +41,7 @@ func (f *Folder) placeFree(j *job, pc *parentCache) (handled bool, err error) {
 		if err := f.mkParents(j.path); err != nil {
 			return true, err
 		}
-		p, err = pc.open(f.root, j.path)
+		p, err = openParent(j.path)
 	}
 	if err != nil {
 		return true, err
@@ -59,40 +63,4 @@ func (f *Folder) placeFree(j *job, pc *parentCache) (handled bool, err error) {
 	st, ok, err := p.Lstat()
 	j.after = &placedStat{st, ok, err}
 	return true, nil
-}
-
-// parentCache holds the parent directory a placing goroutine opened last.
-// A nil cache opens every parent anew.
-type parentCache struct {
-	p *fsutil.Parent
-}
-
-// open returns rel's parent: through the cached directory if rel is in
-// it, else newly opened (and then cached). The returned Parent's Close
-// releases it only if it is not cached.
-func (c *parentCache) open(root *fsutil.Root, rel string) (*fsutil.Parent, error) {
-	if c == nil {
-		return root.OpenParent(rel)
-	}
-	if c.p != nil {
-		if s, ok := c.p.Sibling(rel); ok {
-			return s, nil
-		}
-	}
-	p, err := root.OpenParent(rel)
-	if err != nil {
-		return nil, err
-	}
-	c.close()
-	c.p = p
-	s, _ := p.Sibling(rel)
-	return s, nil
-}
-
-// close releases the cached directory.
-func (c *parentCache) close() {
-	if c != nil && c.p != nil {
-		c.p.Close()
-		c.p = nil
-	}
 }

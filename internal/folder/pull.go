@@ -497,7 +497,7 @@ func (f *Folder) placeLocked(jobs []*job) error {
 // batch's directories, which go first and in order (a parent before its
 // children and before the files placed in them). Batches holding
 // deletions keep their order. Each placing goroutine keeps the parent
-// directory it opened last for the next file in it (parentCache).
+// directory it opened last for the next file in it (fsutil.StatCache).
 func (f *Folder) placeAll(jobs []*job) {
 	if slices.ContainsFunc(jobs, func(j *job) bool { return j.r.Deleted }) {
 		for _, j := range jobs {
@@ -523,10 +523,10 @@ func (f *Folder) placeAll(jobs []*job) {
 	var wg sync.WaitGroup
 	for range min(placeWorkers, len(rest)) {
 		wg.Go(func() {
-			var pc parentCache
-			defer pc.close()
+			parents := f.root.NewStatCache()
+			defer parents.Close()
 			for j := range next {
-				f.placeAndStat(j, &pc)
+				f.placeAndStat(j, parents)
 			}
 		})
 	}
@@ -542,8 +542,8 @@ func (f *Folder) placeAll(jobs []*job) {
 // local write after this stat is not missed: the watcher's event for the
 // path is postponed until the commit (markInflight) and then scanned
 // against the stored stat.
-func (f *Folder) placeAndStat(j *job, pc *parentCache) {
-	j.err = f.placeOne(j, pc)
+func (f *Folder) placeAndStat(j *job, parents *fsutil.StatCache) {
+	j.err = f.placeOne(j, parents)
 	if j.err == nil && !j.handled && !j.r.Deleted && j.after == nil {
 		j.after = f.statPlaced(j.path)
 	}
@@ -562,10 +562,10 @@ type placedStat struct {
 }
 
 // placeOne makes the disk match j.r. Caller holds f.mu.
-func (f *Folder) placeOne(j *job, pc *parentCache) error {
+func (f *Folder) placeOne(j *job, parents *fsutil.StatCache) error {
 	r := &j.r
 	if placesFree(j) {
-		if handled, err := f.placeFree(j, pc); handled {
+		if handled, err := f.placeFree(j, parents); handled {
 			return err
 		}
 	}

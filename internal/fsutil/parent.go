@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io/fs"
 	"os"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -41,27 +40,6 @@ func (r *Root) OpenParent(rel string) (*Parent, error) {
 		return nil, err
 	}
 	return &Parent{fd: fd, own: fd != r.fd, Base: base, rel: rel}, nil
-}
-
-// Sibling returns, for a path rel in the same directory as p's path, its
-// parent through p's descriptor, without opening the directory again; ok
-// is false for a path elsewhere. The sibling's Close does nothing: p
-// must stay open while it is used.
-func (p *Parent) Sibling(rel string) (sib *Parent, ok bool) {
-	dir, base := splitRel(rel)
-	if pdir, _ := splitRel(p.rel); dir != pdir || record.ValidName(rel) != nil {
-		return nil, false
-	}
-	return &Parent{fd: p.fd, Base: base, rel: rel}, true
-}
-
-// splitRel splits a relative path into its directory ("" at the root)
-// and its last component.
-func splitRel(rel string) (dir, base string) {
-	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
-		return rel[:i], rel[i+1:]
-	}
-	return "", rel
 }
 
 // Close releases the directory.

@@ -103,10 +103,11 @@ func TestParent(t *testing.T) {
 	}
 }
 
-// TestParentSibling checks that a sibling acts in the directory of the
-// parent it came from, refuses paths in other directories, and that its
-// Close leaves the parent's descriptor open.
-func TestParentSibling(t *testing.T) {
+// TestStatCacheParent checks that a parent from a StatCache acts in the
+// directory of the path asked for, reuses the directory held for a path
+// in the same directory and opens another one for a path elsewhere,
+// refuses invalid names, and that its Close leaves the directory held.
+func TestStatCacheParent(t *testing.T) {
 	dir := t.TempDir()
 	must := mustFor(t)
 	must(os.MkdirAll(filepath.Join(dir, "a/b"), 0o755))
@@ -117,38 +118,49 @@ func TestParentSibling(t *testing.T) {
 	defer r.Close()
 	for _, tc := range []struct {
 		first, second string
-		ok            bool
+		same          bool // the second is in the first's directory
+		valid         bool
 	}{
-		{"a/b/one", "a/b/two", true},
-		{"top", "other", true},
-		{"a/b/one", "a/c/two", false},
-		{"a/b/one", "a/two", false},
-		{"a/b/one", "a/b/c/two", false},
-		{"top", "a/top", false},
-		{"a/b/one", "a/b/..", false},
+		{"a/b/one", "a/b/two", true, true},
+		{"top", "other", true, true},
+		{"a/b/one", "a/c/two", false, true},
+		{"a/b/one", "a/two", false, true},
+		{"a/b/one", "a/b/c/two", false, false}, // a/b/c does not exist
+		{"top", "a/top", false, true},
+		{"a/b/one", "a/b/..", false, false},
 	} {
-		p, err := r.OpenParent(tc.first)
+		c := r.NewStatCache()
+		p, err := c.Parent(tc.first)
 		if errors.Is(err, ErrNoParentFD) {
 			t.Skip("openat2 is not available here")
 		}
 		must(err)
-		s, ok := p.Sibling(tc.second)
-		if ok != tc.ok {
-			t.Errorf("%s then %s: sibling %v, want %v", tc.first, tc.second, ok, tc.ok)
-		}
-		if ok {
-			s.Close()
-			from := filepath.Join(dir, ".tmp-sib")
-			must(os.WriteFile(from, []byte("sib"), 0o600))
-			must(s.MoveInFree(from))
-			if b, err := os.ReadFile(filepath.Join(dir, tc.second)); err != nil || string(b) != "sib" {
-				t.Errorf("%s: holds %q %v", tc.second, b, err)
-			}
-			// The parent is still open after the sibling's Close.
-			if _, _, err := p.Lstat(); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				t.Errorf("%s: parent after the sibling's Close: %v", tc.first, err)
-			}
-		}
 		p.Close()
+		held := c.dir
+		s, err := c.Parent(tc.second)
+		if (err == nil) != tc.valid {
+			t.Errorf("%s then %s: %v, want valid %v", tc.first, tc.second, err, tc.valid)
+		}
+		if err != nil {
+			c.Close()
+			continue
+		}
+		// The descriptor of a closed directory may be reused for the
+		// next: the same directory is the same descriptor and name held.
+		if same := s.fd == p.fd && c.dir == held; same != tc.same {
+			t.Errorf("%s then %s: same directory held %v, want %v", tc.first, tc.second, same, tc.same)
+		}
+		s.Close()
+		from := filepath.Join(dir, ".tmp-sib")
+		must(os.WriteFile(from, []byte("sib"), 0o600))
+		must(s.MoveInFree(from))
+		if b, err := os.ReadFile(filepath.Join(dir, tc.second)); err != nil || string(b) != "sib" {
+			t.Errorf("%s: holds %q %v", tc.second, b, err)
+		}
+		// The directory is still held after the parents' Close.
+		if _, _, err := s.Lstat(); err != nil {
+			t.Errorf("%s: parent after its Close: %v", tc.second, err)
+		}
+		c.Close()
 	}
 }

@@ -54,10 +54,11 @@ func statAt(dirfd int, base, rel string) (Stat, bool, error) {
 	return s, ok, nil
 }
 
-// StatCache is StatPath for a run of paths, most of them in a few
-// directories (a batch of watcher events, sorted): the parent opened for
-// one path is kept for the next ones in the same directory, so a path
-// costs one system call instead of three. A directory replaced while it
+// StatCache is StatPath (and OpenParent) for a run of paths, most of
+// them in a few directories (a batch of watcher events, sorted; a batch
+// of files being placed): the parent opened for one path is kept for the
+// next ones in the same directory, so a path costs one system call
+// instead of three. A directory replaced while it
 // is held is seen by the scan of its own event, which follows; and the
 // scan's commit stats every change and every deletion afresh before it
 // records them (folder.flush: changes through a cache of its own, opened
@@ -78,19 +79,47 @@ func (c *StatCache) Stat(rel string) (Stat, bool, error) {
 	if i < 0 || record.ValidName(rel) != nil {
 		return c.r.StatPath(rel) // top level (the root is held anyway), or refused
 	}
-	dir, base := rel[:i], rel[i+1:]
+	fd, err := c.hold(rel[:i], rel)
+	if err == errSlow {
+		return c.r.statSlow(rel)
+	}
+	if err != nil {
+		return Stat{}, false, err
+	}
+	return statAt(fd, rel[i+1:], rel)
+}
+
+// Parent is OpenParent(rel) through the cache: rel's parent is the
+// directory held if rel is in it, else it is opened and held instead.
+// The Parent's Close does nothing; the cache's Close releases the
+// directory.
+func (c *StatCache) Parent(rel string) (*Parent, error) {
+	i := strings.LastIndexByte(rel, '/')
+	if i < 0 || record.ValidName(rel) != nil {
+		return c.r.OpenParent(rel) // top level (the root's own descriptor), or refused
+	}
+	fd, err := c.hold(rel[:i], rel)
+	if err == errSlow {
+		return nil, ErrNoParentFD
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Parent{fd: fd, Base: rel[i+1:], rel: rel}, nil
+}
+
+// hold returns the descriptor of dir, rel's parent: the one held, or
+// newly opened and held in its place.
+func (c *StatCache) hold(dir, rel string) (int, error) {
 	if c.fd < 0 || c.dir != dir {
 		c.Close()
 		fd, _, err := c.r.openParent(rel)
-		if err == errSlow {
-			return c.r.statSlow(rel)
-		}
 		if err != nil {
-			return Stat{}, false, err
+			return -1, err
 		}
 		c.fd, c.dir = fd, dir
 	}
-	return statAt(c.fd, base, rel)
+	return c.fd, nil
 }
 
 // Close lets go of the parent held.
