@@ -38,9 +38,7 @@ func BenchmarkApplySmallFiles(b *testing.B) {
 	const n, dirs = 10000, 100
 	peer := identity.ID{9, 9, 9}
 	by := peer.Short64()
-	var cpu, machine time.Duration
-	files := 0
-	b.StopTimer()
+	m := newCPUMeter(b)
 	for i := range b.N {
 		peers := newFakePeers()
 		f, _ := startFolder(b, peers)
@@ -53,37 +51,70 @@ func BenchmarkApplySmallFiles(b *testing.B) {
 		}
 		buf := make([]byte, 16<<10)
 		for k := range n {
-			size := 1<<10 + r.IntN(15<<10)
-			for j := range size {
-				buf[j] = byte(r.Uint32())
-			}
-			recs = append(recs, remoteFile(peers, fmt.Sprintf("d%03d/f%05d", k%dirs, k), string(buf[:size]), 0o644, by, 1))
+			recs = append(recs, remoteFile(peers, fmt.Sprintf("d%03d/f%05d", k%dirs, k), string(smallContent(r, buf)), 0o644, by, 1))
 		}
 		for k := range recs {
 			recs[k].Seq = uint64(k + 1)
 		}
-		before, machineBefore := cpuTime(b), machineCPU()
-		b.StartTimer()
+		m.start()
 		if err := f.HandleIndex(peer, &protocol.Index{Folder: "f", IndexID: 7, Records: recs, Last: uint64(len(recs))}); err != nil {
 			b.Fatal(err)
 		}
-		for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
-			if s := f.Status(); s.Needed == 0 && s.Files >= len(recs) {
-				break
-			}
-			if time.Now().After(deadline) {
-				b.Fatalf("not applied within a minute: %+v", f.Status())
-			}
-		}
-		b.StopTimer()
-		cpu += cpuTime(b) - before
-		machine += machineCPU() - machineBefore
-		files += n
+		m.stopWhen(n, "applied", f, func(s Status) bool { return s.Needed == 0 && s.Files >= len(recs) })
 	}
-	b.StartTimer()
-	b.ReportMetric(float64(cpu.Microseconds())/float64(files), "cpu-µs/file")
-	if machine > 0 {
-		b.ReportMetric(float64(machine.Microseconds())/float64(files), "machine-cpu-µs/file")
+	m.report()
+}
+
+// smallContent fills buf with a random file's content of 1-16 KiB and
+// returns it.
+func smallContent(r *rand.Rand, buf []byte) []byte {
+	size := 1<<10 + r.IntN(15<<10)
+	for j := range size {
+		buf[j] = byte(r.Uint32())
+	}
+	return buf[:size]
+}
+
+// cpuMeter measures a benchmark's timed phases: their CPU time, the
+// process's and the whole machine's, per file.
+type cpuMeter struct {
+	b                *testing.B
+	cpu, machine     time.Duration
+	files            int
+	cpuAt, machineAt time.Duration
+}
+
+// newCPUMeter stops b's timer; each phase runs from start to stopWhen.
+func newCPUMeter(b *testing.B) *cpuMeter {
+	b.StopTimer()
+	return &cpuMeter{b: b}
+}
+
+func (m *cpuMeter) start() {
+	m.cpuAt, m.machineAt = cpuTime(m.b), machineCPU()
+	m.b.StartTimer()
+}
+
+// stopWhen waits (for at most a minute) until f's status satisfies done,
+// then ends the phase, which handled files files.
+func (m *cpuMeter) stopWhen(files int, what string, f *Folder, done func(Status) bool) {
+	for deadline := time.Now().Add(time.Minute); !done(f.Status()); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			m.b.Fatalf("not %s within a minute: %+v", what, f.Status())
+		}
+	}
+	m.b.StopTimer()
+	m.cpu += cpuTime(m.b) - m.cpuAt
+	m.machine += machineCPU() - m.machineAt
+	m.files += files
+}
+
+// report adds the CPU times per file to the benchmark's results.
+func (m *cpuMeter) report() {
+	m.b.StartTimer()
+	m.b.ReportMetric(float64(m.cpu.Microseconds())/float64(m.files), "cpu-µs/file")
+	if m.machine > 0 {
+		m.b.ReportMetric(float64(m.machine.Microseconds())/float64(m.files), "machine-cpu-µs/file")
 	}
 }
 
@@ -130,11 +161,8 @@ func cpuTime(b *testing.B) time.Duration {
 // Run it like BenchmarkApplySmallFiles, once per fresh filesystem.
 func BenchmarkScanNewFiles(b *testing.B) {
 	const n, dirs = 10000, 100
-	var cpu, machine time.Duration
-	files := 0
-	b.StopTimer()
+	m := newCPUMeter(b)
 	for i := range b.N {
-		var before, machineBefore time.Duration
 		write := func(_ *index.Folder, root string) {
 			r := rand.New(rand.NewPCG(uint64(i), 2))
 			buf := make([]byte, 16<<10)
@@ -144,34 +172,14 @@ func BenchmarkScanNewFiles(b *testing.B) {
 				}
 			}
 			for k := range n {
-				size := 1<<10 + r.IntN(15<<10)
-				for j := range size {
-					buf[j] = byte(r.Uint32())
-				}
-				if err := os.WriteFile(filepath.Join(root, fmt.Sprintf("d%03d/f%05d", k%dirs, k)), buf[:size], 0o644); err != nil {
+				if err := os.WriteFile(filepath.Join(root, fmt.Sprintf("d%03d/f%05d", k%dirs, k)), smallContent(r, buf), 0o644); err != nil {
 					b.Fatal(err)
 				}
 			}
-			before, machineBefore = cpuTime(b), machineCPU()
-			b.StartTimer()
+			m.start()
 		}
 		f, _ := startFolderHooked(b, newFakePeers(), config.Folder{}, write, nil)
-		for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
-			if s := f.Status(); s.Stats.ScansCompleted > 0 && s.Files >= n+dirs {
-				break
-			}
-			if time.Now().After(deadline) {
-				b.Fatalf("not scanned within a minute: %+v", f.Status())
-			}
-		}
-		b.StopTimer()
-		cpu += cpuTime(b) - before
-		machine += machineCPU() - machineBefore
-		files += n
+		m.stopWhen(n, "scanned", f, func(s Status) bool { return s.Stats.ScansCompleted > 0 && s.Files >= n+dirs })
 	}
-	b.StartTimer()
-	b.ReportMetric(float64(cpu.Microseconds())/float64(files), "cpu-µs/file")
-	if machine > 0 {
-		b.ReportMetric(float64(machine.Microseconds())/float64(files), "machine-cpu-µs/file")
-	}
+	m.report()
 }
