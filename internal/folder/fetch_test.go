@@ -15,7 +15,6 @@ import (
 	"tandem/internal/blocks"
 	"tandem/internal/crashpoint"
 	"tandem/internal/identity"
-	"tandem/internal/index"
 	"tandem/internal/protocol"
 	"tandem/internal/record"
 	"tandem/internal/version"
@@ -221,17 +220,18 @@ func TestDirectoryOfNextPlanDoesNotHoldItsFiles(t *testing.T) {
 	})
 	// The directory was placed as the remote one, not found by the scan
 	// as a local one: its record is the peer's event.
-	if err := f.idx.View(func(tx *index.Tx) error {
-		r, ok, err := tx.Get("dir")
-		if err != nil || !ok {
-			return fmt.Errorf("no record of dir: %v", err)
-		}
-		if r.ModifiedBy != by || r.Dot != 2 {
-			return fmt.Errorf("dir recorded as %d/%d, want the peer's %d/2", r.ModifiedBy, r.Dot, by)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+	wantEvent(t, f, "dir", by, 2)
+}
+
+// wantEvent checks that the index records path as the event (by, dot).
+func wantEvent(t *testing.T, f *Folder, path string, by, dot uint64) {
+	t.Helper()
+	r, ok, err := f.get(path)
+	if err != nil || !ok {
+		t.Fatalf("no record of %s: %v", path, err)
+	}
+	if r.ModifiedBy != by || r.Dot != dot {
+		t.Fatalf("%s recorded as %d/%d, want %d/%d", path, r.ModifiedBy, r.Dot, by, dot)
 	}
 }
 
@@ -346,18 +346,7 @@ func TestScanSkipsFilesBeingPlaced(t *testing.T) {
 	if n := f.Status().Stats.FilesHashed - before.FilesHashed; n != 0 {
 		t.Fatalf("%d files hashed after the commit; the placed file's stat was not recorded", n)
 	}
-	if err := f.idx.View(func(tx *index.Tx) error {
-		r, ok, err := tx.Get("first")
-		if err != nil || !ok {
-			return fmt.Errorf("no record of first: %v", err)
-		}
-		if r.ModifiedBy != (identity.ID{9, 9, 9}).Short64() || r.Dot != 1 {
-			return fmt.Errorf("first recorded as %d/%d, want the peer's event", r.ModifiedBy, r.Dot)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	wantEvent(t, f, "first", (identity.ID{9, 9, 9}).Short64(), 1)
 }
 
 // TestCreateMode checks when a temporary file may be created with the
