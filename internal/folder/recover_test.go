@@ -32,13 +32,8 @@ func TestRecoveryTellsPeers(t *testing.T) {
 	var changed atomic.Int32
 	f, _ := startFolderHooked(t, newFakePeers(), config.Folder{}, before, func() { changed.Add(1) })
 	waitFor(t, "the pending version recorded", func() bool {
-		var ok bool
-		_ = f.idx.View(func(tx *index.Tx) error {
-			got, had, err := tx.Get("x")
-			ok = err == nil && had && got.ModifiedBy == by && got.Dot == 1
-			return nil
-		})
-		return ok
+		got, had, err := f.get("x")
+		return err == nil && had && got.ModifiedBy == by && got.Dot == 1
 	})
 	waitFor(t, "the node told that the index changed", func() bool { return changed.Load() > 0 })
 }
