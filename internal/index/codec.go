@@ -289,22 +289,15 @@ func setBytes(r *record.Record, num protowire.Number, v []byte) error {
 		bl.Size = uint32(size)
 		r.Blocks = append(r.Blocks, bl)
 	case fVersion:
-		pairs, err := consumePairs(v)
-		if err != nil {
+		var vec version.Vector
+		if err := consumePairs(v, func(id, value uint64) { vec = append(vec, version.Counter{ID: id, Value: value}) }); err != nil {
 			return fmt.Errorf("version: %w", err)
 		}
-		r.Version = make(version.Vector, 0, len(pairs)/2)
-		for i := 0; i < len(pairs); i += 2 {
-			r.Version = append(r.Version, version.Counter{ID: pairs[i], Value: pairs[i+1]})
-		}
+		r.Version = vec
 	case fEarlier, fCopyEarlier:
-		pairs, err := consumePairs(v)
-		if err != nil {
+		var ds []record.Dot
+		if err := consumePairs(v, func(by, dot uint64) { ds = append(ds, record.Dot{By: by, Dot: dot}) }); err != nil {
 			return fmt.Errorf("dots: %w", err)
-		}
-		ds := make([]record.Dot, 0, len(pairs)/2)
-		for i := 0; i < len(pairs); i += 2 {
-			ds = append(ds, record.Dot{By: pairs[i], Dot: pairs[i+1]})
 		}
 		if num == fEarlier {
 			r.Earlier = ds
@@ -315,19 +308,21 @@ func setBytes(r *record.Record, num protowire.Number, v []byte) error {
 	return nil
 }
 
-// consumePairs reads packed varints, an even number of them.
-func consumePairs(b []byte) ([]uint64, error) {
-	out := make([]uint64, 0, len(b)/4)
+// consumePairs reads packed varints two at a time, calling add with each
+// pair; an odd number of them is malformed.
+func consumePairs(b []byte, add func(x, y uint64)) error {
 	for len(b) > 0 {
-		v, n := protowire.ConsumeVarint(b)
+		x, n := protowire.ConsumeVarint(b)
 		if n < 0 {
-			return nil, fmt.Errorf("%w: %v", errMalformed, protowire.ParseError(n))
+			return fmt.Errorf("%w: %v", errMalformed, protowire.ParseError(n))
 		}
-		out = append(out, v)
 		b = b[n:]
+		y, n := protowire.ConsumeVarint(b)
+		if n < 0 {
+			return fmt.Errorf("%w: odd number of values or %v", errMalformed, protowire.ParseError(n))
+		}
+		b = b[n:]
+		add(x, y)
 	}
-	if len(out)%2 != 0 {
-		return nil, fmt.Errorf("%w: odd number of values", errMalformed)
-	}
-	return out, nil
+	return nil
 }
