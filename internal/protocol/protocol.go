@@ -154,6 +154,7 @@ var (
 // Receive must be called from one goroutine.
 type Conn struct {
 	r       *bufio.Reader
+	raw     io.ReadWriter // under r and w, for large payloads
 	wmu     sync.Mutex
 	w       *bufio.Writer
 	senders atomic.Int32 // Send calls under way, holding or waiting for wmu
@@ -162,7 +163,27 @@ type Conn struct {
 
 // New wraps rw.
 func New(rw io.ReadWriter) *Conn {
-	return &Conn{r: bufio.NewReaderSize(rw, 256<<10), w: bufio.NewWriterSize(rw, 256<<10)}
+	return &Conn{r: bufio.NewReaderSize(rw, 256<<10), raw: rw, w: bufio.NewWriterSize(rw, 256<<10)}
+}
+
+// direct is the size from which a payload bypasses the buffers: through
+// them, each of its bytes would be copied once more (bufio passes a
+// large write or read straight through only while its buffer is empty).
+const direct = 32 << 10
+
+// readFull fills p: what r holds already, then, for a large p, the rest
+// straight from the stream.
+func (c *Conn) readFull(p []byte) error {
+	if len(p) < direct {
+		_, err := io.ReadFull(c.r, p)
+		return err
+	}
+	n := min(c.r.Buffered(), len(p))
+	if _, err := io.ReadFull(c.r, p[:n]); err != nil {
+		return err
+	}
+	_, err := io.ReadFull(c.raw, p[n:])
+	return err
 }
 
 func typeOf(m any) (Type, error) {
@@ -221,7 +242,14 @@ func (c *Conn) write(parts ...[]byte) error {
 	defer c.wmu.Unlock()
 	var err error
 	for _, p := range parts {
-		if err == nil && len(p) > 0 {
+		switch {
+		case err != nil || len(p) == 0:
+		case len(p) >= direct:
+			// What is buffered goes first, then p in one write.
+			if err = c.w.Flush(); err == nil {
+				_, err = c.raw.Write(p)
+			}
+		default:
 			_, err = c.w.Write(p)
 		}
 	}
@@ -290,7 +318,7 @@ func (c *Conn) receiveResponse(n int) (*Response, error) {
 	}
 	if rest := n - responseHeader - el; rest > 0 {
 		r.Data = BlockBuf(rest)
-		if _, err := io.ReadFull(c.r, r.Data); err != nil {
+		if err := c.readFull(r.Data); err != nil {
 			ReleaseBlock(r.Data)
 			return nil, err
 		}
@@ -316,7 +344,7 @@ func (c *Conn) Receive() (any, error) {
 		c.buf = make([]byte, n-1)
 	}
 	body := c.buf[:n-1]
-	if _, err := io.ReadFull(c.r, body); err != nil {
+	if err := c.readFull(body); err != nil {
 		return nil, err
 	}
 	var m any
