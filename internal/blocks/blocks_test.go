@@ -2,9 +2,15 @@ package blocks
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"errors"
+	"io"
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"testing/iotest"
+
+	"pgregory.net/rapid"
 
 	"tandem/internal/record"
 )
@@ -116,5 +122,63 @@ func TestHashReporting(t *testing.T) {
 	}
 	if len(got) < len(want)/2 {
 		t.Errorf("only %d of %d blocks reported before the end", len(got), len(want))
+	}
+}
+
+// shortReader returns at most n bytes per Read, and sometimes none.
+type shortReader struct {
+	r    io.Reader
+	n    int
+	call int
+}
+
+func (s *shortReader) Read(p []byte) (int, error) {
+	s.call++
+	if s.call%7 == 0 {
+		return 0, nil
+	}
+	return s.r.Read(p[:min(len(p), s.n)])
+}
+
+// TestHashMatchesLibrary: Hash (its own cutting loop, blocks hashed in
+// parallel) gives exactly the blocks of the library's chunker (cut
+// points are part of the protocol) with each block's SHA-256, whatever
+// the sizes of the reads, for inputs from empty to several megabytes.
+func TestHashMatchesLibrary(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		seed := rapid.Uint64().Draw(t, "seed")
+		n := rapid.OneOf(rapid.IntRange(0, 2*MaxSize), rapid.IntRange(2*MaxSize, 8<<20)).Draw(t, "size")
+		alphabet := rapid.IntRange(1, 256).Draw(t, "alphabet")
+		r := rand.New(rand.NewPCG(seed, 3))
+		data := make([]byte, n)
+		for i := range data {
+			data[i] = byte(r.IntN(alphabet))
+		}
+		var want []record.Block
+		off := 0
+		for _, size := range cuts(t, algorithm, data) {
+			want = append(want, record.Block{Size: uint32(size), Hash: sha256.Sum256(data[off : off+size])})
+			off += size
+		}
+		var in io.Reader = bytes.NewReader(data)
+		if rapid.Bool().Draw(t, "short reads") {
+			in = &shortReader{r: in, n: rapid.IntRange(1, 3*MaxSize).Draw(t, "read size")}
+		}
+		got, size, err := Hash(in)
+		if err != nil || size != int64(n) {
+			t.Fatalf("size %d, err %v; want %d bytes", size, err, n)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%d blocks, the library's chunker and SHA-256 give %d (or they differ)", len(got), len(want))
+		}
+	})
+}
+
+// A read error ends hashing with that error.
+func TestHashReadError(t *testing.T) {
+	boom := errors.New("boom")
+	_, _, err := Hash(io.MultiReader(bytes.NewReader(randBytes(3*MaxSize, 4)), iotest.ErrReader(boom)))
+	if !errors.Is(err, boom) {
+		t.Fatalf("err %v, want %v", err, boom)
 	}
 }
