@@ -85,6 +85,7 @@ func throughput(t *tb, label, prof string, make func(dir string)) row {
 	sent := onWire() - w0
 	c.Converged(10 * time.Minute) // every byte compared, untimed
 	rss := rssOf(c)
+	stopCluster(c)
 	return row{name: label, tandem: fmt.Sprintf("%s (%s)", secs(d), mbps(bytes, d)), rsync: fmt.Sprintf("%s (%s)", secs(rsyncTime), mbps(bytes, rsyncTime)),
 		ratio: fmt.Sprintf("%.2f", rsyncTime.Seconds()/d.Seconds()), wire: kib(sent), rss: rss,
 		note: fmt.Sprintf("%d files, %s in all; ratio = tandem throughput / rsync --whole-file throughput (target >= 0.70); CPU tandem %s, rsync %s, ratio %s; rsync on the wire %s; rsync --fsync %s, ratio %.2f", files, mib(bytes), cpuSecs(cpu), cpuSecs(rsyncCPU), ratio(cpu, rsyncCPU), kib(rsyncWire), secs(rsyncFsync), rsyncFsync.Seconds()/d.Seconds())}

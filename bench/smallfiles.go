@@ -109,8 +109,10 @@ func smallFiles(t *tb, full bool) []row {
 	initial := waitSynced(t, c, b, n+200, n, 30*time.Minute).Sub(start)
 	cpu := clusterCPU(t, c) // both nodes, from their start
 	c.Converged(5 * time.Minute)
+	wire, rss := kib(onWire()), rssOf(c)
+	stopCluster(c)
 	rows = append(rows, row{name: fmt.Sprintf("%d small files, present at start", n), tandem: secs(initial), rsync: secs(rsyncTime),
-		ratio: ratio(initial, rsyncTime), wire: kib(onWire()), rss: rssOf(c),
+		ratio: ratio(initial, rsyncTime), wire: wire, rss: rss,
 		note: fmt.Sprintf("%.0f MiB; CPU tandem %s, rsync %s, ratio %s; rsync on the wire %s; rsync -a --fsync %s, ratio %s", float64(bytes)/(1<<20), cpuSecs(cpu), cpuSecs(rsyncCPU), ratio(cpu, rsyncCPU), kib(rsyncWire), secs(rsyncFsync), ratio(initial, rsyncFsync))})
 
 	// tandem, files created on a while both run (a fresh cluster).

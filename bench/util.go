@@ -214,6 +214,7 @@ func progress(t *tb, c *cluster.Cluster, label string) {
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
 		busy0, all0 := cpuTimes()
+		ran := false // some node was running at a tick
 		for {
 			select {
 			case <-stop:
@@ -227,10 +228,12 @@ func progress(t *tb, c *cluster.Cluster, label string) {
 			}
 			busy0, all0 = busy, all
 			line := fmt.Sprintf("%s %6.2fs cpu %3.0f%%", label, time.Since(start).Seconds(), pct)
+			running := 0
 			for _, nd := range c.Nodes {
 				if !nd.Running() {
 					continue
 				}
+				running++
 				var st daemon.Status
 				if err := daemon.QueryStatus(context.Background(), nd.Home, &st); err != nil || len(st.Folders) == 0 {
 					continue
@@ -238,9 +241,22 @@ func progress(t *tb, c *cluster.Cluster, label string) {
 				f := st.Folders[0]
 				line += fmt.Sprintf("  %s: files %d needed %d hashed %d fetched %s applied %d", nd.Name, f.Files, f.Needed, f.Stats.FilesHashed, mib(int64(f.Stats.BytesFetched)), f.Stats.FilesApplied)
 			}
+			if running == 0 && ran {
+				return // the cluster was stopped (stopCluster)
+			}
+			ran = ran || running > 0
 			fmt.Fprintln(os.Stderr, line)
 		}
 	}()
+}
+
+// stopCluster stops c's nodes once its measurements are taken, so that
+// they do not run (and keep their memory) through the case's later
+// phases. With -cpuprofile, this is when their profiles are written.
+func stopCluster(c *cluster.Cluster) {
+	for _, nd := range c.Nodes {
+		nd.Stop()
+	}
 }
 
 // cpuTimes returns the machine's busy and total CPU time from /proc/stat,
