@@ -39,11 +39,9 @@ func (f *Folder) postponeInflight(paths []string) []string {
 	}
 	out := paths[:0]
 	for _, p := range paths {
-		if _, ok := f.inflight[p]; ok {
-			f.inflight[p] = true
-			continue
+		if !f.postponeLocked(p) {
+			out = append(out, p)
 		}
-		out = append(out, p)
 	}
 	return out
 }
@@ -57,6 +55,12 @@ func (f *Folder) postponeInflight(paths []string) []string {
 func (f *Folder) postponeIfInflight(rel string) bool {
 	f.flMu.Lock()
 	defer f.flMu.Unlock()
+	return f.postponeLocked(rel)
+}
+
+// postponeLocked marks rel for a scan after its batch's commit if it is
+// being placed, and reports whether it is. Caller holds f.flMu.
+func (f *Folder) postponeLocked(rel string) bool {
 	if _, ok := f.inflight[rel]; !ok {
 		return false
 	}
