@@ -242,14 +242,15 @@ func (c *Conn) write(parts ...[]byte) error {
 	defer c.wmu.Unlock()
 	var err error
 	for _, p := range parts {
-		switch {
-		case err != nil || len(p) == 0:
-		case len(p) >= direct:
+		if err != nil {
+			break
+		}
+		if len(p) >= direct {
 			// What is buffered goes first, then p in one write.
 			if err = c.w.Flush(); err == nil {
 				_, err = c.raw.Write(p)
 			}
-		default:
+		} else if len(p) > 0 {
 			_, err = c.w.Write(p)
 		}
 	}
