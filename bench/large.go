@@ -60,7 +60,7 @@ func throughput(t *tb, label, prof string, make func(dir string)) row {
 	rd := startRsyncd(t)
 	quiesceFresh(t, src)
 	rsyncTime, rsyncWire := rd.push(t, src, "-a", "--whole-file")
-	rsyncCPU := rd.cpu
+	rsyncCPU, rsyncSteal := rd.cpu, rd.steal
 	rd.fresh()
 	// For reference: rsync making every file durable as tandem does
 	// before it shows a file at its name (the target compares with the
@@ -77,9 +77,10 @@ func throughput(t *tb, label, prof string, make func(dir string)) row {
 	w0 := onWire()
 	quiesceFresh(t, src)
 	cpu0 := clusterCPU(t, c)
-	start := time.Now()
+	start, stolen := time.Now(), startSteal()
 	moveIn(t, src, a.Dir)
 	d := waitSynced(t, c, b, files+dirs, files, 30*time.Minute).Sub(start)
+	steal := stolen.pct()
 	cpu := clusterCPU(t, c) - cpu0
 	waitInSync(t, c, time.Minute)
 	sent := onWire() - w0
@@ -88,5 +89,5 @@ func throughput(t *tb, label, prof string, make func(dir string)) row {
 	stopCluster(c)
 	return row{name: label, tandem: fmt.Sprintf("%s (%s)", secs(d), mbps(bytes, d)), rsync: fmt.Sprintf("%s (%s)", secs(rsyncTime), mbps(bytes, rsyncTime)),
 		ratio: fmt.Sprintf("%.2f", rsyncTime.Seconds()/d.Seconds()), wire: kib(sent), rss: rss,
-		note: fmt.Sprintf("%d files, %s in all; ratio = tandem throughput / rsync --whole-file throughput (target >= 0.70); CPU tandem %s, rsync %s, ratio %s; rsync on the wire %s; rsync --fsync %s, ratio %.2f", files, mib(bytes), cpuSecs(cpu), cpuSecs(rsyncCPU), ratio(cpu, rsyncCPU), kib(rsyncWire), secs(rsyncFsync), rsyncFsync.Seconds()/d.Seconds())}
+		note: fmt.Sprintf("%d files, %s in all; ratio = tandem throughput / rsync --whole-file throughput (target >= 0.70); CPU tandem %s, rsync %s, ratio %s; rsync on the wire %s; rsync --fsync %s, ratio %.2f; %s", files, mib(bytes), cpuSecs(cpu), cpuSecs(rsyncCPU), ratio(cpu, rsyncCPU), kib(rsyncWire), secs(rsyncFsync), rsyncFsync.Seconds()/d.Seconds(), stealNote(steal, rsyncSteal))}
 }

@@ -25,6 +25,9 @@ type rsyncd struct {
 	// cpu is the CPU time of the last push: the client's and that of the
 	// daemon's processes for it.
 	cpu time.Duration
+	// steal is the share of the machine's CPU time stolen during the last
+	// push, in per cent.
+	steal float64
 }
 
 func startRsyncd(t *tb) *rsyncd {
@@ -69,13 +72,14 @@ func (r *rsyncd) push(t *tb, src string, args ...string) (time.Duration, uint64)
 	if err != nil {
 		t.Fatalf("CPU time of the rsync daemon: %v", err)
 	}
-	start := time.Now()
+	start, stolen := time.Now(), startSteal()
 	cmd := exec.Command("rsync", all...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("rsync %v: %v\n%s", all, err, out)
 	}
 	d := time.Since(start)
+	r.steal = stolen.pct()
 	// The daemon's process for this push ends with the client; its CPU
 	// time counts once the daemon has waited for it.
 	cluster.WaitFor(t, 10*time.Second, "the rsync daemon's process for the push to end", func() (bool, string) {

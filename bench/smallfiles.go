@@ -87,7 +87,7 @@ func smallFiles(t *tb, full bool) []row {
 	rd := startRsyncd(t)
 	quiesceFresh(t, src)
 	rsyncTime, rsyncWire := rd.push(t, src, "-a")
-	rsyncCPU := rd.cpu
+	rsyncCPU, rsyncSteal := rd.cpu, rd.steal
 	// For reference: rsync making every file durable, as tandem does.
 	rd.fresh()
 	quiesceFresh(t, src)
@@ -104,16 +104,17 @@ func smallFiles(t *tb, full bool) []row {
 		t.Fatalf("%v", err)
 	}
 	quiesceFresh(t, a.Dir)
-	start := time.Now()
+	start, stolen := time.Now(), startSteal()
 	c.Start()
 	initial := waitSynced(t, c, b, n+200, n, 30*time.Minute).Sub(start)
+	steal := stolen.pct()
 	cpu := clusterCPU(t, c) // both nodes, from their start
 	c.Converged(5 * time.Minute)
 	wire, rss := kib(onWire()), rssOf(c)
 	stopCluster(c)
 	rows = append(rows, row{name: fmt.Sprintf("%d small files, present at start", n), tandem: secs(initial), rsync: secs(rsyncTime),
 		ratio: ratio(initial, rsyncTime), wire: wire, rss: rss,
-		note: fmt.Sprintf("%.0f MiB; CPU tandem %s, rsync %s, ratio %s; rsync on the wire %s; rsync -a --fsync %s, ratio %s", float64(bytes)/(1<<20), cpuSecs(cpu), cpuSecs(rsyncCPU), ratio(cpu, rsyncCPU), kib(rsyncWire), secs(rsyncFsync), ratio(initial, rsyncFsync))})
+		note: fmt.Sprintf("%.0f MiB; CPU tandem %s, rsync %s, ratio %s; rsync on the wire %s; rsync -a --fsync %s, ratio %s; %s", float64(bytes)/(1<<20), cpuSecs(cpu), cpuSecs(rsyncCPU), ratio(cpu, rsyncCPU), kib(rsyncWire), secs(rsyncFsync), ratio(initial, rsyncFsync), stealNote(steal, rsyncSteal))})
 
 	// tandem, files created on a while both run (a fresh cluster).
 	c2 := newCluster(t, 2, "smallfiles-live")
@@ -122,22 +123,24 @@ func smallFiles(t *tb, full bool) []row {
 	c2.Connected(time.Minute)
 	quiesceFresh(t)
 	cpu0 := clusterCPU(t, c2)
-	start = time.Now()
+	start, stolen = time.Now(), startSteal()
 	makeSmallFiles(t, c2.Nodes[0].Dir, n, 2)
 	live := waitSynced(t, c2, c2.Nodes[1], n+200, n, 30*time.Minute).Sub(start)
+	steal = stolen.pct()
 	cpuLive := clusterCPU(t, c2) - cpu0
 	c2.Converged(5 * time.Minute)
 	// rsync of the same amount, created then pushed.
 	src2 := filepath.Join(t.TempDir(), "src2")
 	rd.fresh()
 	quiesceFresh(t)
-	start = time.Now()
+	start, stolen = time.Now(), startSteal()
 	makeSmallFiles(t, src2, n, 2)
 	rd.push(t, src2, "-a")
 	rsyncLive := time.Since(start)
+	rsyncSteal = stolen.pct()
 	rows = append(rows, row{name: fmt.Sprintf("%d small files, created while running", n), tandem: secs(live), rsync: secs(rsyncLive),
 		ratio: ratio(live, rsyncLive), wire: kib(onWire2()), rss: rssOf(c2),
-		note: fmt.Sprintf("both include creating the files; CPU (without creating them) tandem %s, rsync %s, ratio %s", cpuSecs(cpuLive), cpuSecs(rd.cpu), ratio(cpuLive, rd.cpu))})
+		note: fmt.Sprintf("both include creating the files; CPU (without creating them) tandem %s, rsync %s, ratio %s; %s", cpuSecs(cpuLive), cpuSecs(rd.cpu), ratio(cpuLive, rd.cpu), stealNote(steal, rsyncSteal))})
 	return rows
 }
 

@@ -213,7 +213,7 @@ func progress(t *tb, c *cluster.Cluster, label string) {
 		start := time.Now()
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
-		busy0, all0 := cpuTimes()
+		busy0, steal0, all0 := cpuTimes()
 		ran := false // some node was running at a tick
 		for {
 			select {
@@ -221,13 +221,14 @@ func progress(t *tb, c *cluster.Cluster, label string) {
 				return
 			case <-tick.C:
 			}
-			busy, all := cpuTimes()
-			pct := 0.0
+			busy, steal, all := cpuTimes()
+			pct, stolen := 0.0, 0.0
 			if all > all0 {
 				pct = 100 * float64(busy-busy0) / float64(all-all0)
+				stolen = 100 * float64(steal-steal0) / float64(all-all0)
 			}
-			busy0, all0 = busy, all
-			line := fmt.Sprintf("%s %6.2fs cpu %3.0f%%", label, time.Since(start).Seconds(), pct)
+			busy0, steal0, all0 = busy, steal, all
+			line := fmt.Sprintf("%s %6.2fs cpu %3.0f%% (stolen %2.0f%%)", label, time.Since(start).Seconds(), pct, stolen)
 			running := 0
 			for _, nd := range c.Nodes {
 				if !nd.Running() {
@@ -259,12 +260,14 @@ func stopCluster(c *cluster.Cluster) {
 	}
 }
 
-// cpuTimes returns the machine's busy and total CPU time from /proc/stat,
-// in clock ticks (iowait counts as idle).
-func cpuTimes() (busy, all uint64) {
+// cpuTimes returns the machine's busy, stolen and total CPU time from
+// /proc/stat, in clock ticks (iowait counts as idle; steal, the time the
+// hypervisor gave this virtual machine's CPUs to others, as busy, and
+// also on its own).
+func cpuTimes() (busy, steal, all uint64) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, 0
+		return 0, 0, 0
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	f := strings.Fields(line)
@@ -274,6 +277,36 @@ func cpuTimes() (busy, all uint64) {
 		if i != 3 && i != 4 { // idle, iowait
 			busy += n
 		}
+		if i == 7 {
+			steal += n
+		}
 	}
-	return busy, all
+	return busy, steal, all
+}
+
+// stealMeter measures the share of the machine's CPU time stolen by the
+// hypervisor over a timed phase: on a virtual machine it varies from run
+// to run and takes the CPU both tools need, so a row reports it for
+// each tool's phase.
+type stealMeter struct{ steal, all uint64 }
+
+func startSteal() stealMeter {
+	_, steal, all := cpuTimes()
+	return stealMeter{steal, all}
+}
+
+// pct is the share of the CPU time since start that was stolen, in per
+// cent.
+func (m stealMeter) pct() float64 {
+	_, steal, all := cpuTimes()
+	if all <= m.all {
+		return 0
+	}
+	return 100 * float64(steal-m.steal) / float64(all-m.all)
+}
+
+// stealNote is a row's note on the steal during tandem's and rsync's
+// phases.
+func stealNote(tandem, rsync float64) string {
+	return fmt.Sprintf("CPU stolen by the hypervisor: %.0f%% during tandem, %.0f%% during rsync", tandem, rsync)
 }
