@@ -77,10 +77,10 @@ func throughput(t *tb, label, prof string, make func(dir string)) row {
 	w0 := onWire()
 	quiesceFresh(t, src)
 	cpu0 := clusterCPU(t, c)
-	start, stolen := time.Now(), startSteal()
+	start, stolen := time.Now(), sampleCPU()
 	moveIn(t, src, a.Dir)
 	d := waitSynced(t, c, b, files+dirs, files, 30*time.Minute).Sub(start)
-	steal := stolen.pct()
+	steal := stolenSince(stolen)
 	cpu := clusterCPU(t, c) - cpu0
 	waitInSync(t, c, time.Minute)
 	sent := onWire() - w0

@@ -72,14 +72,14 @@ func (r *rsyncd) push(t *tb, src string, args ...string) (time.Duration, uint64)
 	if err != nil {
 		t.Fatalf("CPU time of the rsync daemon: %v", err)
 	}
-	start, stolen := time.Now(), startSteal()
+	start, stolen := time.Now(), sampleCPU()
 	cmd := exec.Command("rsync", all...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("rsync %v: %v\n%s", all, err, out)
 	}
 	d := time.Since(start)
-	r.steal = stolen.pct()
+	r.steal = stolenSince(stolen)
 	// The daemon's process for this push ends with the client; its CPU
 	// time counts once the daemon has waited for it.
 	cluster.WaitFor(t, 10*time.Second, "the rsync daemon's process for the push to end", func() (bool, string) {

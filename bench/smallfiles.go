@@ -104,10 +104,10 @@ func smallFiles(t *tb, full bool) []row {
 		t.Fatalf("%v", err)
 	}
 	quiesceFresh(t, a.Dir)
-	start, stolen := time.Now(), startSteal()
+	start, stolen := time.Now(), sampleCPU()
 	c.Start()
 	initial := waitSynced(t, c, b, n+200, n, 30*time.Minute).Sub(start)
-	steal := stolen.pct()
+	steal := stolenSince(stolen)
 	cpu := clusterCPU(t, c) // both nodes, from their start
 	c.Converged(5 * time.Minute)
 	wire, rss := kib(onWire()), rssOf(c)
@@ -123,21 +123,21 @@ func smallFiles(t *tb, full bool) []row {
 	c2.Connected(time.Minute)
 	quiesceFresh(t)
 	cpu0 := clusterCPU(t, c2)
-	start, stolen = time.Now(), startSteal()
+	start, stolen = time.Now(), sampleCPU()
 	makeSmallFiles(t, c2.Nodes[0].Dir, n, 2)
 	live := waitSynced(t, c2, c2.Nodes[1], n+200, n, 30*time.Minute).Sub(start)
-	steal = stolen.pct()
+	steal = stolenSince(stolen)
 	cpuLive := clusterCPU(t, c2) - cpu0
 	c2.Converged(5 * time.Minute)
 	// rsync of the same amount, created then pushed.
 	src2 := filepath.Join(t.TempDir(), "src2")
 	rd.fresh()
 	quiesceFresh(t)
-	start, stolen = time.Now(), startSteal()
+	start, stolen = time.Now(), sampleCPU()
 	makeSmallFiles(t, src2, n, 2)
 	rd.push(t, src2, "-a")
 	rsyncLive := time.Since(start)
-	rsyncSteal = stolen.pct()
+	rsyncSteal = stolenSince(stolen)
 	rows = append(rows, row{name: fmt.Sprintf("%d small files, created while running", n), tandem: secs(live), rsync: secs(rsyncLive),
 		ratio: ratio(live, rsyncLive), wire: kib(onWire2()), rss: rssOf(c2),
 		note: fmt.Sprintf("both include creating the files; CPU (without creating them) tandem %s, rsync %s, ratio %s; %s", cpuSecs(cpuLive), cpuSecs(rd.cpu), ratio(cpuLive, rd.cpu), stealNote(steal, rsyncSteal))})

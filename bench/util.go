@@ -213,7 +213,7 @@ func progress(t *tb, c *cluster.Cluster, label string) {
 		start := time.Now()
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
-		busy0, steal0, all0 := cpuTimes()
+		last := sampleCPU()
 		ran := false // some node was running at a tick
 		for {
 			select {
@@ -221,13 +221,9 @@ func progress(t *tb, c *cluster.Cluster, label string) {
 				return
 			case <-tick.C:
 			}
-			busy, steal, all := cpuTimes()
-			pct, stolen := 0.0, 0.0
-			if all > all0 {
-				pct = 100 * float64(busy-busy0) / float64(all-all0)
-				stolen = 100 * float64(steal-steal0) / float64(all-all0)
-			}
-			busy0, steal0, all0 = busy, steal, all
+			now := sampleCPU()
+			pct, stolen := now.since(last)
+			last = now
 			line := fmt.Sprintf("%s %6.2fs cpu %3.0f%% (stolen %2.0f%%)", label, time.Since(start).Seconds(), pct, stolen)
 			running := 0
 			for _, nd := range c.Nodes {
@@ -260,49 +256,48 @@ func stopCluster(c *cluster.Cluster) {
 	}
 }
 
-// cpuTimes returns the machine's busy, stolen and total CPU time from
+// cpuSample is the machine's busy, stolen and total CPU time from
 // /proc/stat, in clock ticks (iowait counts as idle; steal, the time the
 // hypervisor gave this virtual machine's CPUs to others, as busy, and
 // also on its own).
-func cpuTimes() (busy, steal, all uint64) {
+type cpuSample struct{ busy, steal, all uint64 }
+
+func sampleCPU() (s cpuSample) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, 0, 0
+		return s
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	f := strings.Fields(line)
 	for i, v := range f[1:] {
 		n, _ := strconv.ParseUint(v, 10, 64)
-		all += n
+		s.all += n
 		if i != 3 && i != 4 { // idle, iowait
-			busy += n
+			s.busy += n
 		}
 		if i == 7 {
-			steal += n
+			s.steal += n
 		}
 	}
-	return busy, steal, all
+	return s
 }
 
-// stealMeter measures the share of the machine's CPU time stolen by the
-// hypervisor over a timed phase: on a virtual machine it varies from run
-// to run and takes the CPU both tools need, so a row reports it for
-// each tool's phase.
-type stealMeter struct{ steal, all uint64 }
-
-func startSteal() stealMeter {
-	_, steal, all := cpuTimes()
-	return stealMeter{steal, all}
-}
-
-// pct is the share of the CPU time since start that was stolen, in per
-// cent.
-func (m stealMeter) pct() float64 {
-	_, steal, all := cpuTimes()
-	if all <= m.all {
-		return 0
+// since returns the shares of the CPU time between from and s that were
+// busy and that were stolen, in per cent. On a virtual machine the
+// stolen share varies from run to run and takes the CPU both tools
+// need, so a row reports it for each tool's timed phase.
+func (s cpuSample) since(from cpuSample) (busy, stolen float64) {
+	if s.all <= from.all {
+		return 0, 0
 	}
-	return 100 * float64(steal-m.steal) / float64(all-m.all)
+	all := float64(s.all - from.all)
+	return 100 * float64(s.busy-from.busy) / all, 100 * float64(s.steal-from.steal) / all
+}
+
+// stolenSince is the share of the CPU time since from that was stolen.
+func stolenSince(from cpuSample) float64 {
+	_, stolen := sampleCPU().since(from)
+	return stolen
 }
 
 // stealNote is a row's note on the steal during tandem's and rsync's
