@@ -51,14 +51,7 @@ func TestMixedSizesKeepFraming(t *testing.T) {
 			total += len(sizes) + len(sizes)/2
 		}
 		for range total {
-			m, err := cb.Receive()
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, ok := m.(*Response)
-			if !ok {
-				t.Fatalf("got %T", m)
-			}
+			r := receiveResponse(t, cb)
 			s, i := int(r.ID>>16), int(r.ID&0x7fff)
 			if r.ID&(1<<15) != 0 {
 				if r.Err != "x" || i != next[s]-1 {
@@ -129,11 +122,7 @@ func TestLargePayloadsSkipTheBuffer(t *testing.T) {
 	}
 	in := &recorder{Reader: bytes.NewReader(sent.Bytes())}
 	r := New(in)
-	m, err := r.Receive()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := m.(*Response).Data; !bytes.Equal(got, data) {
+	if got := receiveResponse(t, r).Data; !bytes.Equal(got, data) {
 		t.Fatalf("received %d bytes, not the %d sent", len(got), len(data))
 	}
 	// The first read fills the buffer (header and the data's start); the

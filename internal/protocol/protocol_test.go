@@ -142,18 +142,25 @@ func TestSendResponses(t *testing.T) {
 		}
 	}()
 	for _, want := range rs {
-		m, err := cb.Receive()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, ok := m.(*Response)
-		if !ok {
-			t.Fatalf("got %T", m)
-		}
+		got := receiveResponse(t, cb)
 		if got.ID != want.ID || got.Err != want.Err || !bytes.Equal(got.Data, want.Data) {
 			t.Fatalf("got response %d (%q, %d bytes), want %d (%q, %d bytes)", got.ID, got.Err, len(got.Data), want.ID, want.Err, len(want.Data))
 		}
 	}
+}
+
+// receiveResponse reads the next message from c, which must be a
+// Response.
+func receiveResponse(t interface{ Fatalf(string, ...any) }, c *Conn) *Response {
+	m, err := c.Receive()
+	if err != nil {
+		t.Fatalf("receive: %v", err)
+	}
+	r, ok := m.(*Response)
+	if !ok {
+		t.Fatalf("got %T, want a response", m)
+	}
+	return r
 }
 
 func TestRequestsBounds(t *testing.T) {
