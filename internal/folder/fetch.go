@@ -20,6 +20,7 @@ import (
 
 	"tandem/internal/blocks"
 	"tandem/internal/crashpoint"
+	"tandem/internal/directio"
 	"tandem/internal/identity"
 	"tandem/internal/index"
 	"tandem/internal/protocol"
@@ -148,16 +149,37 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 			return "", fmt.Errorf("create temporary file: %w", err)
 		}
 	}
+	// A large file is written around the page cache (package directio):
+	// it is written once and made durable before it is placed.
+	var w *directio.File
+	switch {
+	case pf != nil:
+		w = pf.w
+	case r.Size >= directMin:
+		if w, err = directio.New(out); err != nil {
+			out.Close()
+			os.Remove(name)
+			return "", fmt.Errorf("temporary file: %w", err)
+		}
+	}
 	ok := false
 	defer func() {
+		if w != nil && !ok {
+			w.Discard()
+		}
 		out.Close()
 		if !ok {
 			os.Remove(name)
 		}
 	}()
+	writeAt := out.WriteAt
+	truncate := out.Truncate
+	if w != nil {
+		writeAt, truncate = w.WriteAt, w.Truncate
+	}
 	if len(r.Blocks) > 1 {
 		// Blocks are written in parallel, out of order.
-		if err := out.Truncate(r.Size); err != nil {
+		if err := truncate(r.Size); err != nil {
 			return "", fmt.Errorf("size temporary file: %w", err)
 		}
 	}
@@ -206,13 +228,13 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 				fail(err)
 				return
 			}
-			_, err = out.WriteAt(data, sp.at)
+			_, err = writeAt(data, sp.at)
 			protocol.ReleaseBlock(data)
 			if err != nil {
 				fail(fmt.Errorf("write temporary file: %w", err))
 				return
 			}
-			kickWriteback(out, &written, sp.size)
+			kickWriteback(w, out, &written, sp.size)
 			f.stMu.Lock()
 			f.stats.BytesFetched += uint64(sp.size)
 			f.stMu.Unlock()
@@ -236,7 +258,7 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 			continue // fetched ahead, verified
 		}
 		if data := f.readLocalBlock(b, local[i]); data != nil {
-			_, err := out.WriteAt(data, at)
+			_, err := writeAt(data, at)
 			protocol.ReleaseBlock(data)
 			if err != nil {
 				return "", fmt.Errorf("write temporary file: %w", err)
@@ -267,6 +289,11 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
+	if w != nil {
+		if err := w.Flush(); err != nil {
+			return "", fmt.Errorf("write temporary file: %w", err)
+		}
+	}
 	// Owner, mode and mtime through the open file (no path lookups), by
 	// the fetch workers in parallel rather than under the folder lock
 	// while placing; the mtime after the last write.
@@ -282,11 +309,18 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 // is asked to start writing it to disk.
 const writebackEvery = 8 << 20
 
+// directMin is the smallest file written with direct I/O.
+const directMin = 1 << 20
+
 // kickWriteback starts the writeback of out's dirty pages (without waiting)
 // each time another writebackEvery bytes were written to it, so that the
 // syncfs before the file is placed finds most of a large file already on
-// disk instead of writing all of it then.
-func kickWriteback(out *os.File, written *atomic.Int64, n int) {
+// disk instead of writing all of it then. Direct writes (w) leave no dirty
+// pages.
+func kickWriteback(w *directio.File, out *os.File, written *atomic.Int64, n int) {
+	if w != nil && w.Direct() {
+		return
+	}
 	after := written.Add(int64(n))
 	if after/writebackEvery != (after-int64(n))/writebackEvery {
 		_ = unix.SyncFileRange(int(out.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"tandem/internal/blocks"
+	"tandem/internal/directio"
 	"tandem/internal/identity"
 	"tandem/internal/index"
 	"tandem/internal/protocol"
@@ -45,6 +46,7 @@ type prefetch struct {
 	src  identity.ID
 	name string // temporary file
 	file *os.File
+	w    *directio.File // writes file's content
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -176,9 +178,16 @@ func (f *Folder) prefetchFor(peer identity.ID, path string, now time.Time) *pref
 		f.log.Debug("cannot prefetch", "path", path, "err", err)
 		return nil
 	}
+	w, err := directio.New(file)
+	if err != nil {
+		file.Close()
+		os.Remove(name)
+		f.log.Debug("cannot prefetch", "path", path, "err", err)
+		return nil
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	pf := &prefetch{
-		path: path, src: peer, name: name, file: file,
+		path: path, src: peer, name: name, file: file, w: w,
 		ctx: ctx, cancel: cancel, sem: make(chan struct{}, window),
 		have: map[int64]record.Block{}, last: now,
 	}
@@ -208,10 +217,10 @@ func (f *Folder) prefetchSpan(pf *prefetch, sp span) {
 		if !blocks.Check(part, b.Hash) {
 			return true
 		}
-		if _, err := pf.file.WriteAt(part, at); err != nil {
+		if _, err := pf.w.WriteAt(part, at); err != nil {
 			return false
 		}
-		kickWriteback(pf.file, &pf.written, int(b.Size))
+		kickWriteback(pf.w, pf.file, &pf.written, int(b.Size))
 		pf.mu.Lock()
 		pf.have[at] = b
 		pf.mu.Unlock()
@@ -257,6 +266,7 @@ func (pf *prefetch) stop() {
 func (pf *prefetch) drop() {
 	pf.cancel()
 	pf.stop()
+	pf.w.Discard()
 	pf.file.Close()
 	os.Remove(pf.name)
 }
