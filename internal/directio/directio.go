@@ -120,46 +120,87 @@ func (w *File) WriteAt(p []byte, off int64) (int, error) {
 	if !direct {
 		return w.f.WriteAt(p, off)
 	}
-	// Unaligned head, whole pages, unaligned tail; a write within one
-	// page is all head.
 	lo, hi := alignUp(off), alignDown(end)
+	if lo > hi {
+		// Within one page.
+		if err := w.stage(p, off); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	// Whole pages are written at once, with the partial pages at either
+	// end where what is held of them completes them (a neighbouring
+	// block arrived first); otherwise p's bytes of those pages are held.
+	w.mu.Lock()
+	if lo < hi && len(w.partial) > 0 {
+		w.dropRange(lo, hi) // older than p
+	}
+	var head, tail *page
 	if off < lo {
-		if err := w.stage(p[:min(lo, end)-off], off); err != nil {
+		if pg := w.partial[lo-Align]; pg != nil && pg.fullWith(int(off-(lo-Align)), Align) {
+			head = pg
+			delete(w.partial, lo-Align)
+		}
+	}
+	if hi < end {
+		if pg := w.partial[hi]; pg != nil && pg.fullWith(0, int(end-hi)) {
+			tail = pg
+			delete(w.partial, hi)
+		}
+	}
+	w.mu.Unlock()
+	for _, pg := range []*page{head, tail} {
+		if pg != nil {
+			defer putBuf(pg.buf)
+		}
+	}
+	if off < lo && head == nil {
+		if err := w.stage(p[:lo-off], off); err != nil {
 			return 0, err
 		}
 	}
-	if lo < hi {
-		if err := w.writeWhole(p[lo-off:hi-off], lo); err != nil {
+	if hi < end && tail == nil {
+		if err := w.stage(p[hi-off:], hi); err != nil {
 			return 0, err
 		}
 	}
-	if t := max(lo, hi); t < end {
-		if err := w.stage(p[t-off:], t); err != nil {
+	start, stop := lo, hi
+	if head != nil {
+		start = lo - Align
+	}
+	if tail != nil {
+		stop = hi + Align
+	}
+	if start < stop {
+		if err := w.writeRange(start, stop, p, off, head, tail); err != nil {
 			return 0, err
 		}
 	}
 	return len(p), nil
 }
 
-// writeWhole writes p, whole pages at the aligned offset off, through an
-// aligned buffer. Partial pages held for the same range are older than p
-// and dropped.
-func (w *File) writeWhole(p []byte, off int64) error {
-	w.mu.Lock()
-	if len(w.partial) > 0 {
-		w.dropRange(off, off+int64(len(p)))
-	}
-	w.mu.Unlock()
+// writeRange writes the whole pages [start, stop) through an aligned
+// buffer: p's bytes (at off), and where p does not reach, head's (the page
+// before alignUp(off)) and tail's (the page at alignDown(off+len(p))).
+func (w *File) writeRange(start, stop int64, p []byte, off int64, head, tail *page) error {
+	end := off + int64(len(p))
 	buf := getChunk()
 	defer putChunk(buf)
-	for len(p) > 0 {
-		n := min(len(p), chunk)
+	for at := start; at < stop; {
+		n := min(stop-at, chunk) // a multiple of Align: no page is split
 		b := (*buf)[:n]
-		copy(b, p[:n])
-		if err := w.pwrite(b, off); err != nil {
+		if head != nil && at == start {
+			copy(b, *head.buf)
+		}
+		if t := alignDown(end); tail != nil && at+n > t {
+			copy(b[t-at:], *tail.buf)
+		}
+		from, to := max(at, off), min(at+n, end)
+		copy(b[from-at:], p[from-off:to-off])
+		if err := w.pwrite(b, at); err != nil {
 			return err
 		}
-		p, off = p[n:], off+int64(n)
+		at += n
 	}
 	return nil
 }
@@ -366,6 +407,14 @@ func (pg *page) mark(i, j int) {
 		pg.have[i/64] |= m << b
 		i += n
 	}
+}
+
+// fullWith reports whether the page would be complete with bytes [i, j)
+// added.
+func (pg *page) fullWith(i, j int) bool {
+	c := *pg
+	c.mark(i, j)
+	return c.full()
 }
 
 func (pg *page) has(i int) bool { return pg.have[i/64]&(1<<(i%64)) != 0 }
