@@ -1,6 +1,7 @@
 package folder
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -250,37 +252,89 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 	var (
 		off  int64
 		runs []span // blocks to request; all but the last are sent
+		// missed are blocks the index placed in local files that no
+		// longer hold them; they are requested once the copies are done.
+		missMu sync.Mutex
+		missed []located
 	)
+	// request adds block b, at offset at, to the runs to request; false
+	// once nothing more can be sent.
+	request := func(at int64, b record.Block) bool {
+		if len(sources) == 0 {
+			fail(fmt.Errorf("%s: no connected peer has this version", r.Path))
+			return false
+		}
+		if runs = appendRun(runs, at, b); len(runs) == 2 {
+			if !send(runs[0]) {
+				runs = nil
+				return false
+			}
+			runs = runs[1:]
+		}
+		return true
+	}
+	// copyLocal copies block b from a local file that holds it, in the
+	// window of blocks in flight: with direct I/O a write waits for the
+	// disk, and a renamed or copied file is thousands of blocks.
+	copyLocal := func(at int64, b record.Block, locs []index.BlockLoc) bool {
+		if !acquire(ctx, sem) {
+			return false
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			data := f.readLocalBlock(b, locs)
+			if data == nil {
+				missMu.Lock()
+				missed = append(missed, located{at, b})
+				missMu.Unlock()
+				return
+			}
+			_, err := writeAt(data, at)
+			protocol.ReleaseBlock(data)
+			if err != nil {
+				fail(fmt.Errorf("write temporary file: %w", err))
+				return
+			}
+			f.stMu.Lock()
+			f.stats.BytesReused += uint64(b.Size)
+			f.stMu.Unlock()
+		})
+		return true
+	}
 	for i, b := range r.Blocks {
 		at := off
 		off += int64(b.Size)
 		if pf != nil && pf.holds(at, b) {
 			continue // fetched ahead, verified
 		}
-		if data := f.readLocalBlock(b, local[i]); data != nil {
-			_, err := writeAt(data, at)
-			protocol.ReleaseBlock(data)
-			if err != nil {
-				return "", fmt.Errorf("write temporary file: %w", err)
-			}
-			f.stMu.Lock()
-			f.stats.BytesReused += uint64(b.Size)
-			f.stMu.Unlock()
-			continue
+		var going bool
+		if len(local[i]) > 0 {
+			going = copyLocal(at, b, local[i])
+		} else {
+			going = request(at, b)
 		}
-		if len(sources) == 0 {
-			return "", fmt.Errorf("%s: no connected peer has this version", r.Path)
-		}
-		if runs = appendRun(runs, at, b); len(runs) == 2 {
-			if !send(runs[0]) {
-				runs = nil
-				break
-			}
-			runs = runs[1:]
+		if !going {
+			runs = nil
+			break
 		}
 	}
 	if len(runs) == 1 {
 		send(runs[0])
+		runs = nil
+	}
+	// The copies must be done before the blocks they missed are known.
+	wg.Wait()
+	if len(missed) > 0 {
+		slices.SortFunc(missed, func(x, y located) int { return cmp.Compare(x.at, y.at) })
+		for _, m := range missed {
+			if ctx.Err() != nil || !request(m.at, m.b) {
+				runs = nil
+				break
+			}
+		}
+		if len(runs) == 1 {
+			send(runs[0])
+		}
 	}
 	wg.Wait()
 	if firstErr != nil {
@@ -325,6 +379,12 @@ func kickWriteback(w *directio.File, out *os.File, written *atomic.Int64, n int)
 	if after/writebackEvery != (after-int64(n))/writebackEvery {
 		_ = unix.SyncFileRange(int(out.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
 	}
+}
+
+// located is a block of a file and its offset.
+type located struct {
+	at int64
+	b  record.Block
 }
 
 // span is a run of consecutive blocks of one file that one request asks

@@ -13,8 +13,11 @@ import (
 	"time"
 
 	"tandem/internal/blocks"
+	"tandem/internal/config"
 	"tandem/internal/crashpoint"
+	"tandem/internal/fsutil"
 	"tandem/internal/identity"
+	"tandem/internal/index"
 	"tandem/internal/protocol"
 	"tandem/internal/record"
 	"tandem/internal/version"
@@ -408,5 +411,73 @@ func TestFetchedFilesHaveExactModes(t *testing.T) {
 		if got := st.Mode & 0o7777; got != m {
 			t.Errorf("file of mode %o placed with mode %o", m, got)
 		}
+	}
+}
+
+// TestLocalBlocksCopiedAndMissesFetched announces a file whose blocks the
+// index places in a local file that no longer holds some of them (changed
+// in place, its stat unchanged to the scan): every block still held is
+// copied from it, in parallel, and only the others are requested, once;
+// the file placed is exact.
+func TestLocalBlocksCopiedAndMissesFetched(t *testing.T) {
+	data := randomData(8<<20, 31) // direct I/O, under hintMin: no hints
+	bl, _, err := blocks.Hash(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := map[int]bool{2: true, 5: true, len(bl) - 1: true}
+	peers := newCountingPeers()
+	f, root := startFolderHooked(t, peers, config.Folder{}, func(fi *index.Folder, root string) {
+		old := bytes.Clone(data)
+		var at int64
+		for i, b := range bl {
+			if changed[i] {
+				old[at+int64(b.Size)/2] ^= 0xff
+			}
+			at += int64(b.Size)
+		}
+		if err := os.WriteFile(filepath.Join(root, "old.bin"), old, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// A folder with an index has its marker (or stops).
+		if err := os.Mkdir(filepath.Join(root, record.MarkerDir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		r, err := fsutil.Open(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		st, ok, err := r.Lstat("old.bin")
+		if err != nil || !ok {
+			t.Fatalf("stat old.bin: %v", err)
+		}
+		me := identity.ID{1, 2, 3}.Short64()
+		rec := record.Record{Path: "old.bin", Type: record.File, Size: st.Size, Mode: st.Mode, MTime: st.MTime,
+			UID: st.UID, GID: st.GID, Inode: st.Inode, CTime: st.CTime, Blocks: bl,
+			Version: version.Vector{}.Update(me, 0), ModifiedBy: me, Dot: 1}
+		if err := fi.Update(func(tx *index.Tx) error { _, err := tx.Put(rec); return err }); err != nil {
+			t.Fatal(err)
+		}
+	}, nil)
+	waitReady(t, f)
+	serve(peers.fakePeers, "new.bin", data, bl)
+	announce(t, f, root, identity.ID{9, 9, 9}, "new.bin", bl, data)
+	for i, b := range bl {
+		want := 0
+		if changed[i] {
+			want = 1
+		}
+		if n := peers.requests(b.Hash); n != want {
+			t.Errorf("block %d requested %d times, want %d", i, n, want)
+		}
+	}
+	st := f.Status()
+	var changedBytes uint64
+	for i := range changed {
+		changedBytes += uint64(bl[i].Size)
+	}
+	if st.Stats.BytesReused != 8<<20-changedBytes {
+		t.Errorf("%d bytes copied from the local file, want %d", st.Stats.BytesReused, 8<<20-changedBytes)
 	}
 }
