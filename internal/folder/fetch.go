@@ -151,13 +151,31 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 			return "", fmt.Errorf("create temporary file: %w", err)
 		}
 	}
-	// A large file is written around the page cache (package directio):
-	// it is written once and made durable before it is placed.
+	// Where local files hold the blocks, looked up in one read
+	// transaction rather than one per block.
+	local := make([][]index.BlockLoc, len(r.Blocks))
+	_ = f.idx.View(func(tx *index.Tx) error {
+		for i, b := range r.Blocks {
+			local[i] = tx.FindBlock(b.Hash, 4)
+		}
+		return nil
+	})
+	var localBytes int64
+	for i, b := range r.Blocks {
+		if len(local[i]) > 0 {
+			localBytes += int64(b.Size)
+		}
+	}
+	// A large file that comes over the network is written around the page
+	// cache (package directio): it is written once and made durable before
+	// it is placed. One made mostly of local blocks (a renamed, copied or
+	// slightly changed file) is not: its writes would wait for the disk
+	// one block at a time where the page cache takes them at once.
 	var w *directio.File
 	switch {
 	case pf != nil:
 		w = pf.w
-	case r.Size >= directMin:
+	case r.Size >= directMin && 2*localBytes < r.Size:
 		if w, err = directio.New(out); err != nil {
 			out.Close()
 			os.Remove(name)
@@ -203,15 +221,6 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 		}
 		mu.Unlock()
 	}
-	// Where local files hold the blocks, looked up in one read
-	// transaction rather than one per block.
-	local := make([][]index.BlockLoc, len(r.Blocks))
-	_ = f.idx.View(func(tx *index.Tx) error {
-		for i, b := range r.Blocks {
-			local[i] = tx.FindBlock(b.Hash, 4)
-		}
-		return nil
-	})
 	// send requests one run of blocks; false once ctx is done.
 	send := func(sp span) bool {
 		if !acquire(ctx, sem) {
