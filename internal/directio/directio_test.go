@@ -89,17 +89,25 @@ func TestSequentialWritesMatchPwrite(t *testing.T) {
 			}
 			copy(want[off:], p)
 		}
-		if err := w.Flush(); err != nil {
-			rt.Fatal(err)
-		}
-		got, err := os.ReadFile(name)
-		if err != nil {
-			rt.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			rt.Fatalf("content differs: %d bytes, want %d (first difference at %d)", len(got), len(want), firstDiff(got, want))
-		}
+		flushAndCheck(rt, w, name, want)
 	})
+}
+
+// flushAndCheck flushes w and checks that its file, name, holds want.
+func flushAndCheck(t interface {
+	Fatal(...any)
+	Fatalf(string, ...any)
+}, w *File, name string, want []byte) {
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("content differs: %d bytes, want %d (first difference at %d)", len(got), len(want), firstDiff(got, want))
+	}
 }
 
 func firstDiff(a, b []byte) int {
@@ -154,16 +162,7 @@ func concurrentBlocks(t *testing.T, seed uint64) {
 		// Every page but the last is completed by its neighbours.
 		t.Errorf("%d partial pages held after every block was written, want 1 (the last)", held)
 	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	got, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, content) {
-		t.Fatalf("content differs: %d bytes, want %d (first difference at %d)", len(got), len(content), firstDiff(got, content))
-	}
+	flushAndCheck(t, w, name, content)
 }
 
 // TestManyGaps leaves more partial pages than are held in memory: those
@@ -189,16 +188,7 @@ func TestManyGaps(t *testing.T) {
 	if w.Direct() && held > maxPartial {
 		t.Errorf("%d partial pages held, bound %d", held, maxPartial)
 	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	got, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("content differs: %d bytes, want %d (first difference at %d)", len(got), len(want), firstDiff(got, want))
-	}
+	flushAndCheck(t, w, name, want)
 }
 
 // TestFallBack switches to ordinary writes halfway, as after a refused
@@ -221,16 +211,7 @@ func TestFallBack(t *testing.T) {
 	if _, err := w.WriteAt(content[Align+10:], Align+10); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	got, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, content) {
-		t.Fatalf("content differs: %d bytes, want %d (first difference at %d)", len(got), len(content), firstDiff(got, content))
-	}
+	flushAndCheck(t, w, name, content)
 }
 
 func TestNegativeOffset(t *testing.T) {
