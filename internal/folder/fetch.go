@@ -289,7 +289,7 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 		if !acquire(ctx, sem) {
 			return false
 		}
-		wg.Go(func() {
+		copyBlock := func() {
 			defer func() { <-sem }()
 			data := f.readLocalBlock(b, locs)
 			if data == nil {
@@ -307,7 +307,12 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 			f.stMu.Lock()
 			f.stats.BytesReused += uint64(b.Size)
 			f.stMu.Unlock()
-		})
+		}
+		if len(r.Blocks) == 1 {
+			copyBlock() // most files: no goroutine of its own, as in send
+		} else {
+			wg.Go(copyBlock)
+		}
 		return true
 	}
 	for i, b := range r.Blocks {
