@@ -152,14 +152,17 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 		}
 	}
 	// Where local files hold the blocks, looked up in one read
-	// transaction rather than one per block.
+	// transaction rather than one per block, and in none where the
+	// index's filter knows that no block is here (most new files).
 	local := make([][]index.BlockLoc, len(r.Blocks))
-	_ = f.idx.View(func(tx *index.Tx) error {
-		for i, b := range r.Blocks {
-			local[i] = tx.FindBlock(b.Hash, 4)
-		}
-		return nil
-	})
+	if slices.ContainsFunc(r.Blocks, func(b record.Block) bool { return f.idx.MayHaveBlock(b.Hash) }) {
+		_ = f.idx.View(func(tx *index.Tx) error {
+			for i, b := range r.Blocks {
+				local[i] = tx.FindBlock(b.Hash, 4)
+			}
+			return nil
+		})
+	}
 	var localBytes int64
 	for i, b := range r.Blocks {
 		if len(local[i]) > 0 {

@@ -355,6 +355,9 @@ func (f *Folder) hintingHash(rel string, size int64, fh io.Reader) ([]record.Blo
 // file that holds it.
 func (f *Folder) heldLocally(bs []record.Block) []bool {
 	held := make([]bool, len(bs))
+	if !slices.ContainsFunc(bs, func(b record.Block) bool { return f.idx.MayHaveBlock(b.Hash) }) {
+		return held
+	}
 	_ = f.idx.View(func(tx *index.Tx) error {
 		for i, b := range bs {
 			held[i] = len(tx.FindBlock(b.Hash, 1)) > 0

@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,6 +52,10 @@ type DB struct {
 	touched atomic.Int64
 	// releases counts the mapping releases made by touch (for tests).
 	releases atomic.Int64
+	// filters holds each folder's blockFilter, by bucket name, shared by
+	// every Folder value of that folder.
+	filtersMu sync.Mutex
+	filters   map[string]*blockFilter
 }
 
 // Open opens (or creates) the index at path. It fails fast if another
@@ -72,6 +77,16 @@ func (db *DB) Close() error { return db.bolt.Close() }
 // Folder returns the index of one folder, creating its buckets.
 func (db *DB) Folder(id string) (*Folder, error) {
 	f := &Folder{db: db, name: []byte("f/" + id)}
+	db.filtersMu.Lock()
+	defer db.filtersMu.Unlock()
+	if db.filters == nil {
+		db.filters = map[string]*blockFilter{}
+	}
+	fresh := db.filters[string(f.name)] == nil
+	if fresh {
+		db.filters[string(f.name)] = &blockFilter{}
+	}
+	f.filter = db.filters[string(f.name)]
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		root, err := tx.CreateBucketIfNotExists(f.name)
 		if err != nil {
@@ -85,6 +100,13 @@ func (db *DB) Folder(id string) (*Folder, error) {
 		meta := root.Bucket(bMeta)
 		if err := backfillCounts(root); err != nil {
 			return err
+		}
+		if fresh {
+			f.filter.load(root.Bucket(bBlocks))
+			// The whole blocks bucket was read through the mapping.
+			if tx.Size() >= releaseFloor {
+				_ = madviseDontNeed(db.bolt.Info().Data, tx.Size())
+			}
 		}
 		if meta.Get(kIndexID) == nil {
 			var b [8]byte
@@ -134,27 +156,29 @@ func backfillCounts(root *bolt.Bucket) error {
 
 // Folder is the index of one folder.
 type Folder struct {
-	db   *DB
-	name []byte
+	db     *DB
+	name   []byte
+	filter *blockFilter
 }
 
 // Update runs fn in a read-write transaction, committed durably.
 func (f *Folder) Update(fn func(*Tx) error) error {
 	f.db.txs.Add(1)
-	return f.db.bolt.Update(func(tx *bolt.Tx) error { return fn(&Tx{b: tx.Bucket(f.name), tx: tx, db: f.db}) })
+	return f.db.bolt.Update(func(tx *bolt.Tx) error { return fn(&Tx{b: tx.Bucket(f.name), tx: tx, db: f.db, filter: f.filter}) })
 }
 
 // View runs fn in a read-only transaction.
 func (f *Folder) View(fn func(*Tx) error) error {
 	f.db.txs.Add(1)
-	return f.db.bolt.View(func(tx *bolt.Tx) error { return fn(&Tx{b: tx.Bucket(f.name), tx: tx, db: f.db}) })
+	return f.db.bolt.View(func(tx *bolt.Tx) error { return fn(&Tx{b: tx.Bucket(f.name), tx: tx, db: f.db, filter: f.filter}) })
 }
 
 // Tx is a transaction on one folder's index.
 type Tx struct {
-	b  *bolt.Bucket
-	tx *bolt.Tx
-	db *DB
+	b      *bolt.Bucket
+	tx     *bolt.Tx
+	db     *DB
+	filter *blockFilter
 }
 
 // decMode reads records stored in the earlier CBOR form (see codec.go).
@@ -276,7 +300,11 @@ func (t *Tx) blocks(r *record.Record, add bool) error {
 			val := make([]byte, 12)
 			binary.BigEndian.PutUint64(val, off)
 			binary.BigEndian.PutUint32(val[8:], blk.Size)
-			err = bk.Put(key, val)
+			if err = bk.Put(key, val); err == nil && t.filter.add(blk.Hash[:], bk) {
+				// The filter was rebuilt, reading the whole bucket
+				// through the mapping.
+				t.touch(touchBudget)
+			}
 		} else {
 			err = bk.Delete(key)
 		}
@@ -295,8 +323,15 @@ type BlockLoc struct {
 	Size   uint32
 }
 
+// MayHaveBlock reports whether the index may hold a block with hash h;
+// false means that it holds none (no transaction is needed to know).
+func (f *Folder) MayHaveBlock(h [32]byte) bool { return f.filter.mayHave(h[:]) }
+
 // FindBlock returns up to limit local places holding the block with hash h.
 func (t *Tx) FindBlock(h [32]byte, limit int) []BlockLoc {
+	if !t.filter.mayHave(h[:]) {
+		return nil
+	}
 	t.touch(1)
 	var out []BlockLoc
 	c := t.b.Bucket(bBlocks).Cursor()

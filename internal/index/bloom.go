@@ -1,0 +1,124 @@
+package index
+
+import (
+	"encoding/binary"
+	"sync/atomic"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// blockFilter is a Bloom filter of the block hashes a folder's index
+// holds: MayHaveBlock answers "certainly not here" for a new block without
+// a read transaction, which was most of what looking up the blocks of a
+// new small file cost.
+//
+// It never misses a block that a committed transaction stored: every
+// stored block is added before its transaction commits, and a filter that
+// grows is rebuilt from the blocks bucket inside a write transaction,
+// while no other write can run. A block deleted from the index stays in
+// the filter, and a transaction that rolls back leaves its blocks in it:
+// both only make the filter answer "maybe" where the index holds nothing.
+//
+// The hashes are SHA-256, uniform already: the filter's four probes are
+// the hash's four 64-bit words, with no hashing of their own.
+type blockFilter struct {
+	set atomic.Pointer[bloomSet]
+}
+
+// bloomSet is one generation of the filter, sized for capacity entries at
+// bloomBitsPer bits each (a false "maybe" about once in 400 lookups).
+type bloomSet struct {
+	words    []atomic.Uint64
+	mask     uint64 // bit count - 1 (a power of two)
+	added    atomic.Int64
+	capacity int64
+}
+
+const (
+	bloomBitsPer   = 16
+	bloomMinBlocks = 1 << 14
+)
+
+func newBloomSet(blocks int64) *bloomSet {
+	capacity := int64(bloomMinBlocks)
+	for capacity < blocks {
+		capacity *= 2
+	}
+	nbits := uint64(capacity) * bloomBitsPer
+	return &bloomSet{words: make([]atomic.Uint64, nbits/64), mask: nbits - 1, capacity: capacity}
+}
+
+func (s *bloomSet) add(h []byte) {
+	for i := 0; i < 32; i += 8 {
+		b := binary.LittleEndian.Uint64(h[i:]) & s.mask
+		s.words[b/64].Or(1 << (b % 64))
+	}
+	s.added.Add(1)
+}
+
+func (s *bloomSet) has(h []byte) bool {
+	for i := 0; i < 32; i += 8 {
+		b := binary.LittleEndian.Uint64(h[i:]) & s.mask
+		if s.words[b/64].Load()&(1<<(b%64)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// build fills a filter from the blocks bucket bk (keys: hash, then path).
+func buildBloom(bk *bolt.Bucket, blocks int64) *bloomSet {
+	s := newBloomSet(blocks)
+	c := bk.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if len(k) >= 32 {
+			s.add(k[:32])
+		}
+	}
+	return s
+}
+
+// load builds the filter from bk, sized for twice what bk holds.
+func (f *blockFilter) load(bk *bolt.Bucket) {
+	f.set.Store(buildBloom(bk, 2*int64(bk.Stats().KeyN)))
+}
+
+// add records block hash h, stored by the write transaction whose blocks
+// bucket is bk. A filter past its capacity is rebuilt, twice as large,
+// from bk, which holds every committed block and this transaction's; add
+// then reports true.
+func (f *blockFilter) add(h []byte, bk *bolt.Bucket) (rebuilt bool) {
+	if f == nil {
+		return false
+	}
+	s := f.set.Load()
+	if s == nil {
+		return false
+	}
+	s.add(h)
+	if s.added.Load() <= s.capacity {
+		return false
+	}
+	// Counted with repeats: the new size is at least twice what is
+	// stored, whatever was added more than once.
+	f.set.Store(buildBloom(bk, 2*s.capacity))
+	return true
+}
+
+// mayHave reports whether h may be stored; false means it is not. Without
+// a filter (none loaded), everything may be.
+func (f *blockFilter) mayHave(h []byte) bool {
+	if f == nil {
+		return true
+	}
+	s := f.set.Load()
+	return s == nil || s.has(h)
+}
+
+// bloomWords is the filter's size in 64-bit words (for tests).
+func (f *blockFilter) bloomWords() int {
+	if s := f.set.Load(); s != nil {
+		return len(s.words)
+	}
+	return 0
+}
