@@ -66,43 +66,55 @@ func (s *bloomSet) has(h []byte) bool {
 	return true
 }
 
-// build fills a filter from the blocks bucket bk (keys: hash, then path).
-func buildBloom(bk *bolt.Bucket, blocks int64) *bloomSet {
+// buildBloom fills a filter from the blocks bucket bk (keys: hash, then
+// path). release, if not nil, runs every bloomReleaseEvery keys: reading
+// the whole bucket maps all its pages, which would otherwise all count in
+// the process's RSS until the next release.
+func buildBloom(bk *bolt.Bucket, blocks int64, release func()) *bloomSet {
 	s := newBloomSet(blocks)
 	c := bk.Cursor()
+	n := 0
 	for k, _ := c.First(); k != nil; k, _ = c.Next() {
 		if len(k) >= 32 {
 			s.add(k[:32])
 		}
+		if n++; release != nil && n%bloomReleaseEvery == 0 {
+			release()
+		}
+	}
+	if release != nil {
+		release()
 	}
 	return s
 }
 
+// bloomReleaseEvery is how many keys a filter build reads between
+// releases of the mapping (a few MiB of pages).
+const bloomReleaseEvery = 1 << 15
+
 // load builds the filter from bk, sized for twice what bk holds.
-func (f *blockFilter) load(bk *bolt.Bucket) {
-	f.set.Store(buildBloom(bk, 2*int64(bk.Stats().KeyN)))
+func (f *blockFilter) load(bk *bolt.Bucket, release func()) {
+	f.set.Store(buildBloom(bk, 2*int64(bk.Stats().KeyN), release))
 }
 
 // add records block hash h, stored by the write transaction whose blocks
 // bucket is bk. A filter past its capacity is rebuilt, twice as large,
-// from bk, which holds every committed block and this transaction's; add
-// then reports true.
-func (f *blockFilter) add(h []byte, bk *bolt.Bucket) (rebuilt bool) {
+// from bk, which holds every committed block and this transaction's.
+func (f *blockFilter) add(h []byte, bk *bolt.Bucket, release func()) {
 	if f == nil {
-		return false
+		return
 	}
 	s := f.set.Load()
 	if s == nil {
-		return false
+		return
 	}
 	s.add(h)
 	if s.added.Load() <= s.capacity {
-		return false
+		return
 	}
 	// Counted with repeats: the new size is at least twice what is
 	// stored, whatever was added more than once.
-	f.set.Store(buildBloom(bk, 2*s.capacity))
-	return true
+	f.set.Store(buildBloom(bk, 2*s.capacity, release))
 }
 
 // mayHave reports whether h may be stored; false means it is not. Without

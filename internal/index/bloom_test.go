@@ -81,7 +81,7 @@ func TestBlockFilterNeverMisses(t *testing.T) {
 					var ns []int
 					size := rapid.IntRange(0, 4).Draw(rt, "blocks")
 					if rapid.IntRange(0, 9).Draw(rt, "large") == 0 {
-						size = rapid.IntRange(1000, 9000).Draw(rt, "largeBlocks")
+						size = rapid.IntRange(500, 4000).Draw(rt, "largeBlocks")
 					}
 					for range size {
 						if next > 0 && rapid.IntRange(0, 3).Draw(rt, "repeat") == 0 {

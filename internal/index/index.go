@@ -102,11 +102,11 @@ func (db *DB) Folder(id string) (*Folder, error) {
 			return err
 		}
 		if fresh {
-			f.filter.load(root.Bucket(bBlocks))
-			// The whole blocks bucket was read through the mapping.
-			if tx.Size() >= releaseFloor {
-				_ = madviseDontNeed(db.bolt.Info().Data, tx.Size())
-			}
+			f.filter.load(root.Bucket(bBlocks), func() {
+				if tx.Size() >= releaseFloor {
+					_ = madviseDontNeed(db.bolt.Info().Data, tx.Size())
+				}
+			})
 		}
 		if meta.Get(kIndexID) == nil {
 			var b [8]byte
@@ -300,10 +300,8 @@ func (t *Tx) blocks(r *record.Record, add bool) error {
 			val := make([]byte, 12)
 			binary.BigEndian.PutUint64(val, off)
 			binary.BigEndian.PutUint32(val[8:], blk.Size)
-			if err = bk.Put(key, val); err == nil && t.filter.add(blk.Hash[:], bk) {
-				// The filter was rebuilt, reading the whole bucket
-				// through the mapping.
-				t.touch(touchBudget)
+			if err = bk.Put(key, val); err == nil {
+				t.filter.add(blk.Hash[:], bk, t.release)
 			}
 		} else {
 			err = bk.Delete(key)

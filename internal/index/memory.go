@@ -69,3 +69,7 @@ func (db *DB) ReleaseIfUsed(last *uint64) error {
 	*last = n
 	return db.ReleaseMapped()
 }
+
+// release drops the mapping's pages now, as touch does once its budget is
+// spent, for a transaction that reads a whole bucket (a filter build).
+func (t *Tx) release() { t.touch(touchBudget) }
