@@ -29,7 +29,7 @@ import (
 	"tandem/internal/record"
 )
 
-func (f *Folder) tmpDir() string { return filepath.Join(f.markerPath(), "tmp") }
+func (f *Folder) tmpDir() string { return f.tmpPath }
 
 // tmpNameFor is the temporary name under which version r of a file or
 // symlink is assembled. It is derived from the version, so that after a
@@ -41,7 +41,8 @@ func (f *Folder) tmpNameFor(r *record.Record) string {
 	for _, b := range r.Blocks {
 		h.Write(b.Hash[:])
 	}
-	return filepath.Join(f.tmpDir(), "v-"+hex.EncodeToString(h.Sum(nil)[:16]))
+	var sum [sha256.Size]byte
+	return f.tmpDir() + "/v-" + hex.EncodeToString(h.Sum(sum[:0])[:16])
 }
 
 // tmpNameKey is what names r's temporary file besides its blocks' hashes:

@@ -59,8 +59,9 @@ type Folder struct {
 	idx       *index.Folder
 	log       *slog.Logger
 	withOwner bool
-	tmpSetgid bool // .tandem/tmp passes its group on to new files
-	tmpACL    bool // .tandem/tmp has a default ACL (or it is unknown): modes are set with chmod
+	tmpSetgid bool   // .tandem/tmp passes its group on to new files
+	tmpACL    bool   // .tandem/tmp has a default ACL (or it is unknown): modes are set with chmod
+	tmpPath   string // .tandem/tmp, joined once (tmpDir)
 	// createMu lets one fetch worker at a time create its temporary
 	// file. They all create in .tandem/tmp, and the kernel serialises
 	// creations in one directory anyway, but makes the waiters spin for
@@ -150,6 +151,7 @@ func New(opt Options) *Folder {
 	return &Folder{
 		opt:        opt,
 		cfg:        opt.Config,
+		tmpPath:    filepath.Join(opt.Config.Path, record.MarkerDir, "tmp"),
 		me:         opt.Me,
 		meShort:    opt.Me.Short64(),
 		idx:        opt.Index,

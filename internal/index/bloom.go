@@ -92,9 +92,15 @@ func buildBloom(bk *bolt.Bucket, blocks int64, release func()) *bloomSet {
 // releases of the mapping (a few MiB of pages).
 const bloomReleaseEvery = 1 << 15
 
-// load builds the filter from bk, sized for twice what bk holds.
-func (f *blockFilter) load(bk *bolt.Bucket, release func()) {
-	f.set.Store(buildBloom(bk, 2*int64(bk.Stats().KeyN), release))
+// load builds the filter from bk, sized first for twice the folder's
+// live files (a count the index keeps: bk's own count would take reading
+// all of it) and built again, larger, if bk holds more blocks than that.
+func (f *blockFilter) load(bk *bolt.Bucket, live int64, release func()) {
+	s := buildBloom(bk, 2*live, release)
+	if n := s.added.Load(); n > s.capacity {
+		s = buildBloom(bk, 2*n, release)
+	}
+	f.set.Store(s)
 }
 
 // add records block hash h, stored by the write transaction whose blocks

@@ -102,7 +102,7 @@ func (db *DB) Folder(id string) (*Folder, error) {
 			return err
 		}
 		if fresh {
-			f.filter.load(root.Bucket(bBlocks), func() {
+			f.filter.load(root.Bucket(bBlocks), int64(u64(meta.Get(kLive))), func() {
 				if tx.Size() >= releaseFloor {
 					_ = madviseDontNeed(db.bolt.Info().Data, tx.Size())
 				}
