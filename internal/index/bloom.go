@@ -104,8 +104,8 @@ func (f *blockFilter) load(bk *bolt.Bucket, live int64, release func()) {
 }
 
 // add records block hash h, stored by the write transaction whose blocks
-// bucket is bk. A filter past its capacity is rebuilt, twice as large,
-// from bk, which holds every committed block and this transaction's.
+// bucket is bk. A filter past its capacity is rebuilt from bk, which
+// holds every committed block and this transaction's.
 func (f *blockFilter) add(h []byte, bk *bolt.Bucket, release func()) {
 	if f == nil {
 		return
@@ -118,9 +118,16 @@ func (f *blockFilter) add(h []byte, bk *bolt.Bucket, release func()) {
 	if s.added.Load() <= s.capacity {
 		return
 	}
-	// Counted with repeats: the new size is at least twice what is
-	// stored, whatever was added more than once.
-	f.set.Store(buildBloom(bk, 2*s.capacity, release))
+	// Adds are counted with repeats (a file stored again adds its blocks
+	// again), so the filter is rebuilt at its size first, which counts
+	// what bk holds, and grows only if that is more than half its
+	// capacity: it follows the blocks stored, not the adds over the
+	// node's uptime.
+	s = buildBloom(bk, s.capacity, release)
+	if n := s.added.Load(); 2*n > s.capacity {
+		s = buildBloom(bk, 2*n, release)
+	}
+	f.set.Store(s)
 }
 
 // mayHave reports whether h may be stored; false means it is not. Without

@@ -180,3 +180,38 @@ func TestBlockFilterGrowsAndReloads(t *testing.T) {
 	defer db2.Close()
 	check("reopened", f2)
 }
+
+// TestBlockFilterFollowsStoredBlocks stores the same files again and
+// again (as a node does for a file rewritten with the same blocks, or
+// changed in metadata only): the filter counts every add, but its size
+// must follow the blocks the index holds, not the adds of its lifetime.
+func TestBlockFilterFollowsStoredBlocks(t *testing.T) {
+	db, f := openFolder(t, filepath.Join(t.TempDir(), "i.db"))
+	defer db.Close()
+	ns := make([]int, 3000)
+	for i := range ns {
+		ns[i] = i
+	}
+	first := f.filter.bloomWords()
+	for round := range 60 { // 180 000 adds of 3 000 blocks
+		if err := f.Update(func(tx *Tx) error {
+			r := fileOf("same", ns...)
+			r.MTime = int64(round)
+			_, err := tx.Put(r)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := f.filter.bloomWords(); got != first {
+		t.Fatalf("filter grew from %d to %d words for 3 000 stored blocks", first, got)
+	}
+	for i := range ns {
+		if !f.MayHaveBlock(blockHash(i)) {
+			t.Fatalf("stored block %d not in the filter", i)
+		}
+	}
+	if fp := falseMaybes(f, 10000); fp > 100 {
+		t.Fatalf("%d of 10000 blocks never stored may be here, want at most 100", fp)
+	}
+}
