@@ -152,18 +152,8 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 			return "", fmt.Errorf("create temporary file: %w", err)
 		}
 	}
-	// Where local files hold the blocks, looked up in one read
-	// transaction rather than one per block, and in none where the
-	// index's filter knows that no block is here (most new files).
-	local := make([][]index.BlockLoc, len(r.Blocks))
-	if slices.ContainsFunc(r.Blocks, func(b record.Block) bool { return f.idx.MayHaveBlock(b.Hash) }) {
-		_ = f.idx.View(func(tx *index.Tx) error {
-			for i, b := range r.Blocks {
-				local[i] = tx.FindBlock(b.Hash, 4)
-			}
-			return nil
-		})
-	}
+	// Where local files hold the blocks.
+	local := f.idx.FindBlocks(r.Blocks, 4)
 	var localBytes int64
 	for i, b := range r.Blocks {
 		if len(local[i]) > 0 {

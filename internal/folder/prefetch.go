@@ -12,7 +12,6 @@ import (
 	"tandem/internal/blocks"
 	"tandem/internal/directio"
 	"tandem/internal/identity"
-	"tandem/internal/index"
 	"tandem/internal/protocol"
 	"tandem/internal/record"
 )
@@ -355,14 +354,8 @@ func (f *Folder) hintingHash(rel string, size int64, fh io.Reader) ([]record.Blo
 // file that holds it.
 func (f *Folder) heldLocally(bs []record.Block) []bool {
 	held := make([]bool, len(bs))
-	if !slices.ContainsFunc(bs, func(b record.Block) bool { return f.idx.MayHaveBlock(b.Hash) }) {
-		return held
+	for i, locs := range f.idx.FindBlocks(bs, 1) {
+		held[i] = len(locs) > 0
 	}
-	_ = f.idx.View(func(tx *index.Tx) error {
-		for i, b := range bs {
-			held[i] = len(tx.FindBlock(b.Hash, 1)) > 0
-		}
-		return nil
-	})
 	return held
 }

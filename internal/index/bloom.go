@@ -8,16 +8,17 @@ import (
 )
 
 // blockFilter is a Bloom filter of the block hashes a folder's index
-// holds: MayHaveBlock answers "certainly not here" for a new block without
+// holds: FindBlocks answers "certainly not here" for new blocks without
 // a read transaction, which was most of what looking up the blocks of a
 // new small file cost.
 //
 // It never misses a block that a committed transaction stored: every
 // stored block is added before its transaction commits, and a filter that
-// grows is rebuilt from the blocks bucket inside a write transaction,
-// while no other write can run. A block deleted from the index stays in
-// the filter, and a transaction that rolls back leaves its blocks in it:
-// both only make the filter answer "maybe" where the index holds nothing.
+// is full is rebuilt from the blocks bucket inside a write transaction,
+// while no other write can run, and takes over when that transaction
+// commits. A block deleted from the index stays in the filter, and a
+// transaction that rolls back leaves its blocks in it: both only make the
+// filter answer "maybe" where the index holds nothing.
 //
 // The hashes are SHA-256, uniform already: the filter's four probes are
 // the hash's four 64-bit words, with no hashing of their own.
@@ -92,21 +93,35 @@ func buildBloom(bk *bolt.Bucket, blocks int64, release func()) *bloomSet {
 // releases of the mapping (a few MiB of pages).
 const bloomReleaseEvery = 1 << 15
 
-// load builds the filter from bk, sized first for twice the folder's
-// live files (a count the index keeps: bk's own count would take reading
-// all of it) and built again, larger, if bk holds more blocks than that.
-func (f *blockFilter) load(bk *bolt.Bucket, live int64, release func()) {
-	s := buildBloom(bk, 2*live, release)
-	if n := s.added.Load(); n > s.capacity {
+// fitBloom builds a filter from bk sized for blocks entries, and again,
+// larger, if bk holds more than half of what it was sized for: a filter
+// is at most half full after a build, whatever the guess of its size.
+func fitBloom(bk *bolt.Bucket, blocks int64, release func()) *bloomSet {
+	s := buildBloom(bk, blocks, release)
+	if n := s.added.Load(); 2*n > s.capacity {
 		s = buildBloom(bk, 2*n, release)
 	}
-	f.set.Store(s)
+	return s
 }
 
-// add records block hash h, stored by the write transaction whose blocks
-// bucket is bk. A filter past its capacity is rebuilt from bk, which
-// holds every committed block and this transaction's.
-func (f *blockFilter) add(h []byte, bk *bolt.Bucket, release func()) {
+// load builds the filter from bk, sized first for twice the folder's
+// live files (a count the index keeps: bk's own count would take reading
+// all of it).
+func (f *blockFilter) load(bk *bolt.Bucket, live int64, release func()) {
+	f.set.Store(fitBloom(bk, 2*live, release))
+}
+
+// add records block hash h, stored by write transaction t. Adds are
+// counted with repeats (a file stored again adds its blocks again), so a
+// filter past its capacity is rebuilt from the blocks bucket at its own
+// size and grows only if the blocks stored fill more than half of it: it
+// follows the blocks stored, not the adds over the node's uptime.
+//
+// The rebuilt filter reflects t's view of the bucket (t's deletions
+// included), so it replaces the current one only once t commits; until
+// then, and for good if t rolls back, the current one, which holds every
+// committed block, answers. t's later adds go to both.
+func (f *blockFilter) add(t *Tx, h []byte, bk *bolt.Bucket) {
 	if f == nil {
 		return
 	}
@@ -115,19 +130,16 @@ func (f *blockFilter) add(h []byte, bk *bolt.Bucket, release func()) {
 		return
 	}
 	s.add(h)
+	if t.nextBloom != nil {
+		t.nextBloom.add(h)
+		return
+	}
 	if s.added.Load() <= s.capacity {
 		return
 	}
-	// Adds are counted with repeats (a file stored again adds its blocks
-	// again), so the filter is rebuilt at its size first, which counts
-	// what bk holds, and grows only if that is more than half its
-	// capacity: it follows the blocks stored, not the adds over the
-	// node's uptime.
-	s = buildBloom(bk, s.capacity, release)
-	if n := s.added.Load(); 2*n > s.capacity {
-		s = buildBloom(bk, 2*n, release)
-	}
-	f.set.Store(s)
+	next := fitBloom(bk, s.capacity, t.release)
+	t.nextBloom = next
+	t.tx.OnCommit(func() { f.set.Store(next) })
 }
 
 // mayHave reports whether h may be stored; false means it is not. Without

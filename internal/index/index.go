@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -179,6 +180,9 @@ type Tx struct {
 	tx     *bolt.Tx
 	db     *DB
 	filter *blockFilter
+	// nextBloom is the block filter rebuilt in this write transaction,
+	// taking over when it commits (blockFilter.add).
+	nextBloom *bloomSet
 }
 
 // decMode reads records stored in the earlier CBOR form (see codec.go).
@@ -301,7 +305,7 @@ func (t *Tx) blocks(r *record.Record, add bool) error {
 			binary.BigEndian.PutUint64(val, off)
 			binary.BigEndian.PutUint32(val[8:], blk.Size)
 			if err = bk.Put(key, val); err == nil {
-				t.filter.add(blk.Hash[:], bk, t.release)
+				t.filter.add(t, blk.Hash[:], bk)
 			}
 		} else {
 			err = bk.Delete(key)
@@ -321,9 +325,22 @@ type BlockLoc struct {
 	Size   uint32
 }
 
-// MayHaveBlock reports whether the index may hold a block with hash h;
-// false means that it holds none (no transaction is needed to know).
-func (f *Folder) MayHaveBlock(h [32]byte) bool { return f.filter.mayHave(h[:]) }
+// FindBlocks is FindBlock for each of bs, in one read transaction, or in
+// none where the block filter knows that no block of bs is here (most
+// new files).
+func (f *Folder) FindBlocks(bs []record.Block, limit int) [][]BlockLoc {
+	out := make([][]BlockLoc, len(bs))
+	if !slices.ContainsFunc(bs, func(b record.Block) bool { return f.filter.mayHave(b.Hash[:]) }) {
+		return out
+	}
+	_ = f.View(func(tx *Tx) error {
+		for i, b := range bs {
+			out[i] = tx.FindBlock(b.Hash, limit)
+		}
+		return nil
+	})
+	return out
+}
 
 // FindBlock returns up to limit local places holding the block with hash h.
 func (t *Tx) FindBlock(h [32]byte, limit int) []BlockLoc {
