@@ -199,7 +199,10 @@ func (f *Folder) prefetchFor(peer identity.ID, path string, now time.Time) *pref
 
 // prefetchSpan fetches a run of blocks into pf's file with one request and
 // keeps each block that matches its hash (the file may have changed since
-// the hint, in part); the others are left to fetchFile.
+// the hint, in part); the others are left to fetchFile. Consecutive blocks
+// that match are written with one write: a direct write of a whole span
+// (up to blocks.MaxSize) costs the kernel about a third of what writes of
+// its blocks one by one do.
 func (f *Folder) prefetchSpan(pf *prefetch, sp span) {
 	data, err := f.opt.Peers.Request(pf.ctx, pf.src, f.spanRequest(pf.path, sp))
 	if err != nil {
@@ -209,22 +212,45 @@ func (f *Folder) prefetchSpan(pf *prefetch, sp span) {
 	f.stMu.Lock()
 	f.stats.BytesFetched += uint64(len(data))
 	f.stMu.Unlock()
+	var (
+		run   []byte // verified bytes not yet written, from runAt
+		runAt int64
+		held  []located // run's blocks
+	)
+	// write writes the run and records its blocks; false if it failed.
+	write := func() bool {
+		if len(run) == 0 {
+			return true
+		}
+		defer func() { run, held = nil, held[:0] }()
+		if _, err := pf.w.WriteAt(run, runAt); err != nil {
+			return false
+		}
+		kickWriteback(pf.w, pf.file, &pf.written, len(run))
+		pf.mu.Lock()
+		for _, h := range held {
+			pf.have[h.at] = h.b
+		}
+		pf.mu.Unlock()
+		return true
+	}
 	sp.each(data, func(at int64, b record.Block, part []byte) bool {
 		if part == nil {
 			return false
 		}
 		if !blocks.Check(part, b.Hash) {
-			return true
+			return write()
 		}
-		if _, err := pf.w.WriteAt(part, at); err != nil {
-			return false
+		if len(run) == 0 {
+			runAt = at
+			run = part
+		} else {
+			run = run[:len(run)+len(part)] // part follows run in data
 		}
-		kickWriteback(pf.w, pf.file, &pf.written, int(b.Size))
-		pf.mu.Lock()
-		pf.have[at] = b
-		pf.mu.Unlock()
+		held = append(held, located{at, b})
 		return true
 	})
+	write()
 }
 
 // takePrefetch removes and returns path's prefetch, if any, once its
