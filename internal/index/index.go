@@ -183,6 +183,18 @@ type Tx struct {
 	// nextBloom is the block filter rebuilt in this write transaction,
 	// taking over when it commits (blockFilter.add).
 	nextBloom *bloomSet
+	// remotes are the peers' files buckets, read by Remotes once per
+	// transaction (a path's remote records are looked up for every file
+	// placed or planned); peer(…, true), which may add a peer or replace
+	// its files bucket, forgets them.
+	remotes      []remoteFiles
+	remotesKnown bool
+}
+
+// remoteFiles is one peer's files bucket.
+type remoteFiles struct {
+	id    [32]byte
+	files *bolt.Bucket
 }
 
 // decMode reads records stored in the earlier CBOR form (see codec.go).
@@ -417,6 +429,7 @@ func (t *Tx) peer(id [32]byte, create bool) (*bolt.Bucket, error) {
 	if !create {
 		return peers.Bucket(id[:]), nil
 	}
+	t.remotes, t.remotesKnown = nil, false
 	p, err := peers.CreateBucketIfNotExists(id[:])
 	if err != nil {
 		return nil, err
@@ -480,21 +493,33 @@ func (t *Tx) PutRemote(id [32]byte, r record.Record) error {
 // Remotes returns what every peer announced for path.
 func (t *Tx) Remotes(path string) (map[[32]byte]record.Record, error) {
 	t.touch(1)
-	out := map[[32]byte]record.Record{}
-	err := t.b.Bucket(bPeers).ForEachBucket(func(k []byte) error {
-		p := t.b.Bucket(bPeers).Bucket(k)
-		v := p.Bucket(bFiles).Get([]byte(path))
-		if v == nil {
+	if !t.remotesKnown {
+		peers := t.b.Bucket(bPeers)
+		err := peers.ForEachBucket(func(k []byte) error {
+			if files := peers.Bucket(k).Bucket(bFiles); files != nil {
+				t.remotes = append(t.remotes, remoteFiles{[32]byte(k), files})
+			}
 			return nil
+		})
+		if err != nil {
+			t.remotes = nil
+			return nil, err
+		}
+		t.remotesKnown = true
+	}
+	out := make(map[[32]byte]record.Record, len(t.remotes))
+	for _, p := range t.remotes {
+		v := p.files.Get([]byte(path))
+		if v == nil {
+			continue
 		}
 		r, err := decode(v)
 		if err != nil {
-			return fmt.Errorf("index: decode remote %q: %w", path, err)
+			return nil, fmt.Errorf("index: decode remote %q: %w", path, err)
 		}
-		out[[32]byte(k)] = r
-		return nil
-	})
-	return out, err
+		out[p.id] = r
+	}
+	return out, nil
 }
 
 // RemoteCount returns how many records a peer announced.
