@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -144,33 +143,6 @@ type Cluster struct {
 	// test's logs show every decision).
 	LogLevel string
 }
-
-func FreeAddr(t TB) string {
-	t.Helper()
-	// The kernel may hand out a port it just gave us again once it is
-	// closed; never return one address twice in a process.
-	handedMu.Lock()
-	defer handedMu.Unlock()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("%v", err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		if !handed[addr] {
-			handed[addr] = true
-			return addr
-		}
-	}
-	t.Fatalf("no fresh loopback port after 100 tries")
-	return ""
-}
-
-var (
-	handedMu sync.Mutex
-	handed   = map[string]bool{}
-)
 
 func Run(t TB, args ...string) string {
 	t.Helper()
