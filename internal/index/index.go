@@ -185,8 +185,8 @@ type Tx struct {
 	nextBloom *bloomSet
 	// remotes are the peers' files buckets, read by Remotes once per
 	// transaction (a path's remote records are looked up for every file
-	// placed or planned); peer(…, true), which may add a peer or replace
-	// its files bucket, forgets them.
+	// placed or planned); forgetRemotes drops them where a peer or its
+	// files bucket is created or replaced.
 	remotes      []remoteFiles
 	remotesKnown bool
 }
@@ -429,18 +429,25 @@ func (t *Tx) peer(id [32]byte, create bool) (*bolt.Bucket, error) {
 	if !create {
 		return peers.Bucket(id[:]), nil
 	}
-	t.remotes, t.remotesKnown = nil, false
 	p, err := peers.CreateBucketIfNotExists(id[:])
 	if err != nil {
 		return nil, err
 	}
 	for _, n := range [][]byte{bFiles, bMeta} {
-		if _, err := p.CreateBucketIfNotExists(n); err != nil {
+		if p.Bucket(n) != nil {
+			continue
+		}
+		t.forgetRemotes() // a new peer, or its files bucket is new
+		if _, err := p.CreateBucket(n); err != nil {
 			return nil, err
 		}
 	}
 	return p, nil
 }
+
+// forgetRemotes drops the peers' files buckets Remotes keeps: one was
+// added or replaced.
+func (t *Tx) forgetRemotes() { t.remotes, t.remotesKnown = nil, false }
 
 // PeerState returns the peer's index ID and the highest of its sequence
 // numbers whose records are stored here.
@@ -462,6 +469,7 @@ func (t *Tx) SetPeerState(id [32]byte, indexID, seq uint64) error {
 	}
 	m := p.Bucket(bMeta)
 	if old := u64(m.Get(kIndexID)); old != indexID && old != 0 {
+		t.forgetRemotes()
 		if err := p.DeleteBucket(bFiles); err != nil {
 			return err
 		}
