@@ -212,18 +212,17 @@ func (f *Folder) prefetchSpan(pf *prefetch, sp span) {
 	f.stMu.Lock()
 	f.stats.BytesFetched += uint64(len(data))
 	f.stMu.Unlock()
-	var (
-		run   []byte // verified bytes not yet written, from runAt
-		runAt int64
-		held  []located // run's blocks
-	)
-	// write writes the run and records its blocks; false if it failed.
-	write := func() bool {
-		if len(run) == 0 {
+	// held are the verified blocks not yet written: consecutive, so their
+	// bytes are data from the first one's offset to the last one's end.
+	var held []located
+	write := func() bool { // false if the write failed
+		if len(held) == 0 {
 			return true
 		}
-		defer func() { run, held = nil, held[:0] }()
-		if _, err := pf.w.WriteAt(run, runAt); err != nil {
+		first, last := held[0], held[len(held)-1]
+		run := data[first.at-sp.at : last.at-sp.at+int64(last.b.Size)]
+		defer func() { held = held[:0] }()
+		if _, err := pf.w.WriteAt(run, first.at); err != nil {
 			return false
 		}
 		kickWriteback(pf.w, pf.file, &pf.written, len(run))
@@ -239,13 +238,7 @@ func (f *Folder) prefetchSpan(pf *prefetch, sp span) {
 			return false
 		}
 		if !blocks.Check(part, b.Hash) {
-			return write()
-		}
-		if len(run) == 0 {
-			runAt = at
-			run = part
-		} else {
-			run = run[:len(run)+len(part)] // part follows run in data
+			return write() // the blocks after it start a new run
 		}
 		held = append(held, located{at, b})
 		return true
