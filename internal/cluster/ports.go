@@ -23,35 +23,35 @@ func FreeAddr(t TB) string {
 	t.Helper()
 	handedMu.Lock()
 	defer handedMu.Unlock()
+	// take binds addr (port 0: any) and returns the address bound, if it
+	// is free and was not handed out before.
+	take := func(addr string) (string, bool) {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return "", false // in use
+		}
+		got := l.Addr().String()
+		l.Close()
+		if handed[got] {
+			return "", false
+		}
+		handed[got] = true
+		return got, true
+	}
 	if lo, hi, ok := pickRange(); ok {
 		for range 1000 {
-			addr := "127.0.0.1:" + strconv.Itoa(lo+rand.IntN(hi-lo))
-			if handed[addr] {
-				continue
+			if addr, ok := take("127.0.0.1:" + strconv.Itoa(lo+rand.IntN(hi-lo))); ok {
+				return addr
 			}
-			l, err := net.Listen("tcp", addr)
-			if err != nil {
-				continue // in use
-			}
-			l.Close()
-			handed[addr] = true
-			return addr
 		}
 	}
 	// No room outside the ephemeral range: take one from the kernel.
 	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("%v", err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		if !handed[addr] {
-			handed[addr] = true
+		if addr, ok := take("127.0.0.1:0"); ok {
 			return addr
 		}
 	}
-	t.Fatalf("no fresh loopback port after 100 tries")
+	t.Fatalf("no fresh loopback port after 1100 tries")
 	return ""
 }
 
