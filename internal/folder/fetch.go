@@ -34,15 +34,37 @@ func (f *Folder) tmpDir() string { return f.tmpPath }
 // tmpNameFor is the temporary name under which version r of a file or
 // symlink is assembled. It is derived from the version, so that after a
 // crash recover can tell whether r was renamed into place (its
-// temporary file is gone) or not.
+// temporary file is gone) or not. It lies in one of tmpShards
+// subdirectories of .tandem/tmp, chosen by the name: the kernel
+// serialises creations in one directory, and fetch workers creating
+// thousands of small files spent more time waiting for that directory's
+// lock than creating (perf: rwsem_spin_on_owner).
 func (f *Folder) tmpNameFor(r *record.Record) string {
+	name := tmpBaseFor(r)
+	return f.tmpDir() + "/" + name[2:3] + "/" + name
+}
+
+// tmpNamesFor is every name under which r's temporary file may lie:
+// tmpNameFor, and the name in .tandem/tmp itself that releases before
+// the shards used (recover may find one after an upgrade).
+func (f *Folder) tmpNamesFor(r *record.Record) []string {
+	return []string{f.tmpNameFor(r), f.tmpDir() + "/" + tmpBaseFor(r)}
+}
+
+// tmpShards is the number of subdirectories of .tandem/tmp that hold the
+// temporary files of versions: one per hexadecimal digit.
+const tmpShards = 16
+
+// tmpBaseFor is the base name of r's temporary file: "v-" and 32
+// hexadecimal digits.
+func tmpBaseFor(r *record.Record) string {
 	h := sha256.New()
 	h.Write(tmpNameKey(r))
 	for _, b := range r.Blocks {
 		h.Write(b.Hash[:])
 	}
 	var sum [sha256.Size]byte
-	return f.tmpDir() + "/v-" + hex.EncodeToString(h.Sum(sum[:0])[:16])
+	return "v-" + hex.EncodeToString(h.Sum(sum[:0])[:16])
 }
 
 // tmpNameKey is what names r's temporary file besides its blocks' hashes:
@@ -137,7 +159,13 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 		// Blocks fetched ahead (HandleHint): their file becomes this
 		// version's temporary file.
 		out = pf.file
-		if err = os.Rename(pf.name, name); err != nil {
+		err = os.Rename(pf.name, name)
+		if errors.Is(err, fs.ErrNotExist) { // its shard is not there yet
+			if err = os.MkdirAll(filepath.Dir(name), 0o700); err == nil {
+				err = os.Rename(pf.name, name)
+			}
+		}
+		if err != nil {
 			out.Close()
 			os.Remove(pf.name)
 			return "", fmt.Errorf("take over blocks fetched ahead: %w", err)
@@ -145,9 +173,7 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 	} else {
 		var perm uint32
 		perm, modeSet = f.createMode(r)
-		f.createMu.Lock()
 		out, err = createTmpMode(name, perm)
-		f.createMu.Unlock()
 		if err != nil {
 			return "", fmt.Errorf("create temporary file: %w", err)
 		}
@@ -671,8 +697,11 @@ func (f *Folder) recover() error {
 			// the commit: r is recorded, without a stat cache, so that
 			// the scan records that change as one that saw r. Otherwise
 			// r never reached its name and is fetched again.
-			if _, err := os.Lstat(f.tmpNameFor(&r)); errors.Is(err, fs.ErrNotExist) {
-				placed = true
+			placed = true
+			for _, name := range f.tmpNamesFor(&r) {
+				if _, err := os.Lstat(name); !errors.Is(err, fs.ErrNotExist) {
+					placed = false
+				}
 			}
 		}
 		err = f.idx.Update(func(tx *index.Tx) error {
@@ -716,9 +745,27 @@ func (f *Folder) recover() error {
 		}
 		committed = committed || placed || match
 	}
-	entries, _ := os.ReadDir(f.tmpDir())
-	for _, e := range entries {
-		os.Remove(filepath.Join(f.tmpDir(), e.Name()))
-	}
+	removeTmp(f.tmpDir())
 	return nil
+}
+
+// removeTmp removes what dir (.tandem/tmp) holds, keeping dir itself.
+func removeTmp(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		if e.IsDir() {
+			removeTmp(p)
+		}
+		os.Remove(p)
+	}
+}
+
+// pruneTmp removes the shards of .tandem/tmp that are empty (all of them
+// once nothing is being fetched): the first temporary file of a round of
+// pulling creates its shard again (createTmpMode).
+func (f *Folder) pruneTmp() {
+	for i := range tmpShards {
+		_ = os.Remove(fmt.Sprintf("%s/%x", f.tmpDir(), i))
+	}
 }

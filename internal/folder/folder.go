@@ -62,12 +62,6 @@ type Folder struct {
 	tmpSetgid bool   // .tandem/tmp passes its group on to new files
 	tmpACL    bool   // .tandem/tmp has a default ACL (or it is unknown): modes are set with chmod
 	tmpPath   string // .tandem/tmp, joined once (tmpDir)
-	// createMu lets one fetch worker at a time create its temporary
-	// file. They all create in .tandem/tmp, and the kernel serialises
-	// creations in one directory anyway, but makes the waiters spin for
-	// its lock: with many workers that burnt up to a core (perf:
-	// rwsem_spin_on_owner) that the transfer needed.
-	createMu sync.Mutex
 	// requests bounds the block requests in flight (maxRequests).
 	requests chan struct{}
 

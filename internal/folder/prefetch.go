@@ -170,9 +170,7 @@ func (f *Folder) prefetchFor(peer identity.ID, path string, now time.Time) *pref
 		return nil
 	}
 	name := f.tmpName()
-	f.createMu.Lock()
 	file, err := createTmp(name)
-	f.createMu.Unlock()
 	if err != nil {
 		f.log.Debug("cannot prefetch", "path", path, "err", err)
 		return nil

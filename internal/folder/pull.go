@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -71,6 +72,7 @@ func (f *Folder) pullOnce(ctx context.Context) (remaining bool) {
 		f.setState("error", err)
 		return true
 	}
+	defer f.pruneTmp()
 	a := f.newApplier(ctx)
 	defer a.close()
 	for ctx.Err() == nil {
@@ -310,6 +312,11 @@ func (f *Folder) prepare(ctx context.Context, it item) (*job, error) {
 	case record.Symlink:
 		tmp := f.tmpNameFor(&r)
 		err := os.Symlink(r.Target, tmp)
+		if errors.Is(err, fs.ErrNotExist) {
+			if err = os.MkdirAll(filepath.Dir(tmp), 0o700); err == nil {
+				err = os.Symlink(r.Target, tmp)
+			}
+		}
 		if errors.Is(err, fs.ErrExist) {
 			os.Remove(tmp) // left by an earlier attempt
 			err = os.Symlink(r.Target, tmp)
