@@ -67,17 +67,27 @@ func (s *bloomSet) has(h []byte) bool {
 	return true
 }
 
-// buildBloom fills a filter from the blocks bucket bk (keys: hash, then
-// path). release, if not nil, runs every bloomReleaseEvery keys: reading
-// the whole bucket maps all its pages, which would otherwise all count in
-// the process's RSS until the next release.
-func buildBloom(bk *bolt.Bucket, blocks int64, release func()) *bloomSet {
+// buildBloom fills a filter from the block map of the folder bucket fb:
+// its blocks bucket (keys: hash, then path) and its block log (values:
+// hash, ...). release, if not nil, runs every bloomReleaseEvery keys:
+// reading the whole bucket maps all its pages, which would otherwise all
+// count in the process's RSS until the next release.
+func buildBloom(fb *bolt.Bucket, blocks int64, release func()) *bloomSet {
 	s := newBloomSet(blocks)
-	c := bk.Cursor()
 	n := 0
+	c := fb.Bucket(bBlocks).Cursor()
 	for k, _ := c.First(); k != nil; k, _ = c.Next() {
 		if len(k) >= 32 {
 			s.add(k[:32])
+		}
+		if n++; release != nil && n%bloomReleaseEvery == 0 {
+			release()
+		}
+	}
+	c = fb.Bucket(bBlockLog).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if len(v) >= 32 {
+			s.add(v[:32])
 		}
 		if n++; release != nil && n%bloomReleaseEvery == 0 {
 			release()
@@ -93,22 +103,22 @@ func buildBloom(bk *bolt.Bucket, blocks int64, release func()) *bloomSet {
 // releases of the mapping (a few MiB of pages).
 const bloomReleaseEvery = 1 << 15
 
-// fitBloom builds a filter from bk sized for blocks entries, and again,
-// larger, if bk holds more than half of what it was sized for: a filter
+// fitBloom builds a filter from the block map of fb sized for blocks entries, and again,
+// larger, if the map holds more than half of what it was sized for: a filter
 // is at most half full after a build, whatever the guess of its size.
-func fitBloom(bk *bolt.Bucket, blocks int64, release func()) *bloomSet {
-	s := buildBloom(bk, blocks, release)
+func fitBloom(fb *bolt.Bucket, blocks int64, release func()) *bloomSet {
+	s := buildBloom(fb, blocks, release)
 	if n := s.added.Load(); 2*n > s.capacity {
-		s = buildBloom(bk, 2*n, release)
+		s = buildBloom(fb, 2*n, release)
 	}
 	return s
 }
 
-// load builds the filter from bk, sized first for twice the folder's
-// live files (a count the index keeps: bk's own count would take reading
+// load builds the filter from the block map of fb, sized first for twice the folder's
+// live files (a count the index keeps: the map's own count would take reading
 // all of it).
-func (f *blockFilter) load(bk *bolt.Bucket, live int64, release func()) {
-	f.set.Store(fitBloom(bk, 2*live, release))
+func (f *blockFilter) load(fb *bolt.Bucket, live int64, release func()) {
+	f.set.Store(fitBloom(fb, 2*live, release))
 }
 
 // add records block hash h, stored by write transaction t. Adds are
@@ -121,7 +131,7 @@ func (f *blockFilter) load(bk *bolt.Bucket, live int64, release func()) {
 // included), so it replaces the current one only once t commits; until
 // then, and for good if t rolls back, the current one, which holds every
 // committed block, answers. t's later adds go to both.
-func (f *blockFilter) add(t *Tx, h []byte, bk *bolt.Bucket) {
+func (f *blockFilter) add(t *Tx, h []byte, fb *bolt.Bucket) {
 	if f == nil {
 		return
 	}
@@ -137,7 +147,7 @@ func (f *blockFilter) add(t *Tx, h []byte, bk *bolt.Bucket) {
 	if s.added.Load() <= s.capacity {
 		return
 	}
-	next := fitBloom(bk, s.capacity, t.release)
+	next := fitBloom(fb, s.capacity, t.release)
 	t.nextBloom = next
 	t.tx.OnCommit(func() { f.set.Store(next) })
 }

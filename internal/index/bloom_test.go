@@ -34,8 +34,14 @@ func fileOf(path string, ns ...int) record.Record {
 func storedBlocks(t interface{ Fatal(...any) }, f *Folder) map[[32]byte]bool {
 	out := map[[32]byte]bool{}
 	if err := f.View(func(tx *Tx) error {
-		return tx.b.Bucket(bBlocks).ForEach(func(k, _ []byte) error {
+		if err := tx.b.Bucket(bBlocks).ForEach(func(k, _ []byte) error {
 			out[[32]byte(k[:32])] = true
+			return nil
+		}); err != nil {
+			return err
+		}
+		return tx.b.Bucket(bBlockLog).ForEach(func(_, v []byte) error {
+			out[[32]byte(v[:32])] = true
 			return nil
 		})
 	}); err != nil {

@@ -28,6 +28,7 @@ import (
 //	need    path -> ""                  remote versions not yet dealt with
 //	pending path -> record              a remote version being put in place
 //	blocks  hash(32) path -> offset(8) size(4)
+//	blocklog n(8 BE) -> hash(32) offset(8) size(4) path   (see blocklog.go)
 //	meta    "seq", "indexid", "live" (records not deleted), "needs"
 //	peers/<peer id>/files  path -> the peer's record
 //	peers/<peer id>/meta   "indexid", "seq"
@@ -57,6 +58,7 @@ type DB struct {
 	// every Folder value of that folder.
 	filtersMu sync.Mutex
 	filters   map[string]*blockFilter
+	logs      map[string]*blockLog // each folder's block log, likewise
 }
 
 // Open opens (or creates) the index at path. It fails fast if another
@@ -82,18 +84,21 @@ func (db *DB) Folder(id string) (*Folder, error) {
 	defer db.filtersMu.Unlock()
 	if db.filters == nil {
 		db.filters = map[string]*blockFilter{}
+		db.logs = map[string]*blockLog{}
 	}
 	fresh := db.filters[string(f.name)] == nil
 	if fresh {
 		db.filters[string(f.name)] = &blockFilter{}
+		db.logs[string(f.name)] = &blockLog{}
 	}
 	f.filter = db.filters[string(f.name)]
+	f.log = db.logs[string(f.name)]
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		root, err := tx.CreateBucketIfNotExists(f.name)
 		if err != nil {
 			return err
 		}
-		for _, n := range [][]byte{bFiles, bSeq, bNeed, bPending, bBlocks, bMeta, bPeers} {
+		for _, n := range [][]byte{bFiles, bSeq, bNeed, bPending, bBlocks, bBlockLog, bMeta, bPeers} {
 			if _, err := root.CreateBucketIfNotExists(n); err != nil {
 				return err
 			}
@@ -103,7 +108,10 @@ func (db *DB) Folder(id string) (*Folder, error) {
 			return err
 		}
 		if fresh {
-			f.filter.load(root.Bucket(bBlocks), int64(u64(meta.Get(kLive))), func() {
+			if err := f.log.load(root.Bucket(bBlockLog)); err != nil {
+				return err
+			}
+			f.filter.load(root, int64(u64(meta.Get(kLive))), func() {
 				if tx.Size() >= releaseFloor {
 					_ = madviseDontNeed(db.bolt.Info().Data, tx.Size())
 				}
@@ -160,18 +168,34 @@ type Folder struct {
 	db     *DB
 	name   []byte
 	filter *blockFilter
+	log    *blockLog
 }
 
 // Update runs fn in a read-write transaction, committed durably.
 func (f *Folder) Update(fn func(*Tx) error) error {
 	f.db.txs.Add(1)
-	return f.db.bolt.Update(func(tx *bolt.Tx) error { return fn(&Tx{b: tx.Bucket(f.name), tx: tx, db: f.db, filter: f.filter}) })
+	f.log.wmu.Lock()
+	defer f.log.wmu.Unlock()
+	var t *Tx
+	err := f.db.bolt.Update(func(tx *bolt.Tx) error {
+		t = &Tx{b: tx.Bucket(f.name), tx: tx, db: f.db, filter: f.filter, log: f.log}
+		if err := fn(t); err != nil {
+			return err
+		}
+		return t.mergeLogIfFull()
+	})
+	if err == nil && t != nil {
+		f.log.apply(t.logTx)
+	}
+	return err
 }
 
 // View runs fn in a read-only transaction.
 func (f *Folder) View(fn func(*Tx) error) error {
 	f.db.txs.Add(1)
-	return f.db.bolt.View(func(tx *bolt.Tx) error { return fn(&Tx{b: tx.Bucket(f.name), tx: tx, db: f.db, filter: f.filter}) })
+	return f.db.bolt.View(func(tx *bolt.Tx) error {
+		return fn(&Tx{b: tx.Bucket(f.name), tx: tx, db: f.db, filter: f.filter, log: f.log})
+	})
 }
 
 // Tx is a transaction on one folder's index.
@@ -189,6 +213,10 @@ type Tx struct {
 	// files bucket is created or replaced.
 	remotes      []remoteFiles
 	remotesKnown bool
+	// log is the folder's block log; logTx what this write transaction
+	// changed in it, applied to log once it commits (blocklog.go).
+	log   *blockLog
+	logTx *txLog
 }
 
 // remoteFiles is one peer's files bucket.
@@ -307,20 +335,18 @@ func (t *Tx) blocks(r *record.Record, add bool) error {
 	if r.Deleted || r.Type != record.File {
 		return nil
 	}
-	bk := t.b.Bucket(bBlocks)
 	var off uint64
 	for _, blk := range r.Blocks {
-		key := append(blk.Hash[:len(blk.Hash):len(blk.Hash)], r.Path...)
 		var err error
 		if add {
-			val := make([]byte, 12)
-			binary.BigEndian.PutUint64(val, off)
-			binary.BigEndian.PutUint32(val[8:], blk.Size)
-			if err = bk.Put(key, val); err == nil {
-				t.filter.add(t, blk.Hash[:], bk)
+			if err = t.keepBlock(r, blk, off); err == nil {
+				t.filter.add(t, blk.Hash[:], t.b)
 			}
 		} else {
-			err = bk.Delete(key)
+			var logged bool
+			if logged, err = t.unlogBlock(blk.Hash, r.Path, int64(off)); err == nil && !logged {
+				err = t.b.Bucket(bBlocks).Delete(append(blk.Hash[:len(blk.Hash):len(blk.Hash)], r.Path...))
+			}
 		}
 		if err != nil {
 			return err
@@ -360,7 +386,7 @@ func (t *Tx) FindBlock(h [32]byte, limit int) []BlockLoc {
 		return nil
 	}
 	t.touch(1)
-	var out []BlockLoc
+	out := blockLocs(t.logged(h), nil, limit)
 	c := t.b.Bucket(bBlocks).Cursor()
 	for k, v := c.Seek(h[:]); k != nil && len(k) > 32 && [32]byte(k[:32]) == h && len(out) < limit; k, v = c.Next() {
 		if len(v) != 12 {
