@@ -526,21 +526,23 @@ func (f *Folder) placeAll(jobs []*job) {
 		}
 		return
 	}
-	next := make(chan *job)
+	// In path order, each goroutine a contiguous share: a goroutine's
+	// files are mostly in the same directories, which it keeps open, and
+	// goroutines rarely create entries in the same directory at once
+	// (they would wait for its lock).
+	slices.SortFunc(rest, func(a, b *job) int { return strings.Compare(a.path, b.path) })
 	var wg sync.WaitGroup
-	for range min(placeWorkers, len(rest)) {
+	n := min(placeWorkers, len(rest))
+	for w := range n {
+		share := rest[w*len(rest)/n : (w+1)*len(rest)/n]
 		wg.Go(func() {
 			parents := f.root.NewStatCache()
 			defer parents.Close()
-			for j := range next {
+			for _, j := range share {
 				f.placeAndStat(j, parents)
 			}
 		})
 	}
-	for _, j := range rest {
-		next <- j
-	}
-	close(next)
 	wg.Wait()
 }
 
