@@ -20,10 +20,14 @@ import (
 // cost as much as the rest of the commit. New entries therefore go first
 // to the block log, a bucket keyed by a counter, where a transaction's
 // entries lie together on its last pages, and are looked up through a
-// map in memory. When the log grows past blockLogMerge entries (or an
-// eighth of the live files, so that merges stay rare in a large index),
-// one transaction moves them all into the blocks bucket, in key order,
-// writing each page it touches once.
+// map in memory. Once the log holds blockLogMerge entries, every write
+// transaction moves its blockLogChunk oldest entries into the blocks
+// bucket, in key order: while that bucket has fewer pages than a chunk
+// has entries, a page takes many entries at once. A chunk is bounded
+// because a transaction holds every page it changes in memory until it
+// commits; in a large index a chunk's entries land on as many pages, as
+// they did before the log, and moving the whole log at once held the
+// whole bucket (hundreds of MiB with a million files).
 //
 //	blocklog  n(8 BE) -> hash(32) offset(8) size(4) path
 var (
@@ -31,9 +35,13 @@ var (
 	kBlockLogN = []byte("blocklogn") // in meta: the log's next key
 )
 
-// blockLogMerge is the least size of the log that is merged (a variable
-// for tests).
-var blockLogMerge = 1 << 15
+// blockLogMerge is the size of the log from which write transactions
+// move its oldest entries to the blocks bucket, blockLogChunk at a time
+// (variables for tests).
+var (
+	blockLogMerge = 1 << 15
+	blockLogChunk = 1 << 10
+)
 
 // blockLog is the in-memory map of one folder's block log, shared by
 // every Folder value of that folder. It holds exactly what the committed
@@ -55,12 +63,11 @@ type logEntry struct {
 	size uint32
 }
 
-// txLog is what one write transaction changed in the log: entries added,
-// entries deleted (by key), or all of it moved to the blocks bucket.
+// txLog is what one write transaction changed in the log: entries added
+// and committed entries deleted (by key).
 type txLog struct {
-	adds   map[[32]byte][]logEntry
-	dels   map[uint64][32]byte // key -> the entry's hash
-	merged bool
+	adds map[[32]byte][]logEntry
+	dels map[uint64][32]byte // key -> the entry's hash
 }
 
 func encodeLogEntry(h [32]byte, e logEntry) []byte {
@@ -101,9 +108,6 @@ func (l *blockLog) apply(c *txLog) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if c.merged {
-		l.byHash, l.n = map[[32]byte][]logEntry{}, 0
-	}
 	for key, h := range c.dels {
 		es := l.byHash[h]
 		kept := slices.DeleteFunc(es, func(e logEntry) bool { return e.key == key })
@@ -129,7 +133,7 @@ func (t *Tx) logged(h [32]byte) []logEntry {
 	t.log.mu.RLock()
 	var out []logEntry
 	for _, e := range t.log.byHash[h] {
-		if t.logTx == nil || !t.logTx.merged && !t.deleted(e.key) {
+		if t.logTx == nil || !t.deleted(e.key) {
 			out = append(out, e)
 		}
 	}
@@ -184,9 +188,6 @@ func (t *Tx) unlogBlock(h [32]byte, path string, off int64) (bool, error) {
 			}
 		}
 	}
-	if c.merged {
-		return false, nil
-	}
 	t.log.mu.RLock()
 	key, found := uint64(0), false
 	for _, e := range t.log.byHash[h] {
@@ -205,16 +206,11 @@ func (t *Tx) unlogBlock(h [32]byte, path string, off int64) (bool, error) {
 
 // logSize is the number of entries in the log as t sees it.
 func (t *Tx) logSize() int {
-	n := 0
-	if t.logTx == nil || !t.logTx.merged {
-		t.log.mu.RLock()
-		n = t.log.n
-		t.log.mu.RUnlock()
-		if t.logTx != nil {
-			n -= len(t.logTx.dels)
-		}
-	}
+	t.log.mu.RLock()
+	n := t.log.n
+	t.log.mu.RUnlock()
 	if t.logTx != nil {
+		n -= len(t.logTx.dels)
 		for _, es := range t.logTx.adds {
 			n += len(es)
 		}
@@ -222,25 +218,26 @@ func (t *Tx) logSize() int {
 	return n
 }
 
-// mergeLogIfFull moves the log into the blocks bucket once it holds
-// blockLogMerge entries or an eighth of the live files, whichever is
-// more.
+// mergeLogIfFull moves the log's blockLogChunk oldest entries into the
+// blocks bucket once it holds blockLogMerge entries.
 func (t *Tx) mergeLogIfFull() error {
-	if t.logTx == nil || len(t.logTx.adds) == 0 {
+	if t.logTx == nil || len(t.logTx.adds) == 0 || t.logSize() < blockLogMerge {
 		return nil
 	}
-	limit := max(blockLogMerge, int(u64(t.b.Bucket(bMeta).Get(kLive))/8))
-	if t.logSize() < limit {
-		return nil
-	}
-	return t.mergeLog()
+	return t.mergeLog(blockLogChunk)
 }
 
-// mergeLog moves every entry of the log into the blocks bucket.
-func (t *Tx) mergeLog() error {
+// mergeLog moves the log's n oldest entries into the blocks bucket.
+func (t *Tx) mergeLog(n int) error {
 	type kv struct{ k, v []byte }
-	var all []kv
-	err := t.b.Bucket(bBlockLog).ForEach(func(k, v []byte) error {
+	var (
+		moved []kv
+		keys  []uint64
+		hs    [][32]byte
+	)
+	lb := t.b.Bucket(bBlockLog)
+	c := lb.Cursor()
+	for k, v := c.First(); k != nil && len(moved) < n; k, v = c.Next() {
 		h, e, ok := decodeLogEntry(k, v)
 		if !ok {
 			return fmt.Errorf("index: block log entry %x is malformed", k)
@@ -248,30 +245,31 @@ func (t *Tx) mergeLog() error {
 		val := make([]byte, 12)
 		binary.BigEndian.PutUint64(val, uint64(e.off))
 		binary.BigEndian.PutUint32(val[8:], e.size)
-		all = append(all, kv{append(h[:len(h):len(h)], e.path...), val})
-		return nil
-	})
-	if err != nil {
-		return err
+		moved = append(moved, kv{append(h[:len(h):len(h)], e.path...), val})
+		keys, hs = append(keys, e.key), append(hs, h)
 	}
-	// In key order, later entries of a key (the same block twice in a
-	// file) after earlier ones, as Put stored them before the log.
-	slices.SortStableFunc(all, func(a, b kv) int { return bytes.Compare(a.k, b.k) })
+	// In key order; of two entries with one key (the same block twice
+	// in a file), the later one last, as Put stored them before the log.
+	slices.SortStableFunc(moved, func(a, b kv) int { return bytes.Compare(a.k, b.k) })
 	bk := t.b.Bucket(bBlocks)
-	for _, e := range all {
+	for _, e := range moved {
+		t.touch(1) // a page of a large index's bucket each (memory.go)
 		if err := bk.Put(e.k, e.v); err != nil {
 			return err
 		}
 	}
-	if err := t.b.DeleteBucket(bBlockLog); err != nil {
-		return err
+	ch := t.changes()
+	for i, key := range keys {
+		if err := lb.Delete(be(key)); err != nil {
+			return err
+		}
+		h := hs[i]
+		if es := ch.adds[h]; slices.ContainsFunc(es, func(e logEntry) bool { return e.key == key }) {
+			ch.adds[h] = slices.DeleteFunc(es, func(e logEntry) bool { return e.key == key })
+			continue
+		}
+		ch.dels[key] = h
 	}
-	if _, err := t.b.CreateBucket(bBlockLog); err != nil {
-		return err
-	}
-	c := t.changes()
-	c.adds, c.dels, c.merged = map[[32]byte][]logEntry{}, map[uint64][32]byte{}, true
-	t.release()
 	return nil
 }
 

@@ -13,14 +13,14 @@ import (
 )
 
 // TestBlockMapFollowsRecords runs random sequences of stores, deletions,
-// rolled-back transactions, merges of the block log (its threshold set
-// low) and reopenings of the index, and checks after each step that
+// rolled-back transactions, moves of the block log's oldest entries to
+// the blocks bucket (its thresholds set low) and reopenings of the index, and checks after each step that
 // FindBlock finds, for every block, exactly the paths whose records hold
 // it, each at an offset where that record holds it.
 func TestBlockMapFollowsRecords(t *testing.T) {
-	old := blockLogMerge
-	blockLogMerge = 8
-	defer func() { blockLogMerge = old }()
+	oldMerge, oldChunk := blockLogMerge, blockLogChunk
+	blockLogMerge, blockLogChunk = 8, 3
+	defer func() { blockLogMerge, blockLogChunk = oldMerge, oldChunk }()
 	rapid.Check(t, func(rt *rapid.T) {
 		path := filepath.Join(t.TempDir(), "i.db")
 		db, err := Open(path)
@@ -83,8 +83,9 @@ func TestBlockMapFollowsRecords(t *testing.T) {
 				if f, err = db.Folder("data"); err != nil {
 					rt.Fatal(err)
 				}
-			default: // merge the log now, whatever its size
-				if err := f.Update(func(tx *Tx) error { return tx.mergeLog() }); err != nil {
+			default: // move some of the log now, whatever its size
+				n := rapid.IntRange(1, 20).Draw(rt, "move")
+				if err := f.Update(func(tx *Tx) error { return tx.mergeLog(n) }); err != nil {
 					rt.Fatal(err)
 				}
 			}
