@@ -39,21 +39,23 @@ func (f *Folder) tmpDir() string { return f.tmpPath }
 // serialises creations in one directory, and fetch workers creating
 // thousands of small files spent more time waiting for that directory's
 // lock than creating (perf: rwsem_spin_on_owner).
-func (f *Folder) tmpNameFor(r *record.Record) string {
-	name := tmpBaseFor(r)
-	return f.tmpDir() + "/" + name[2:3] + "/" + name
-}
+func (f *Folder) tmpNameFor(r *record.Record) string { return f.inShard(tmpBaseFor(r)) }
+
+// inShard is the path of temporary file base ("v-" and hexadecimal
+// digits) in its shard: the one named by its first digit.
+func (f *Folder) inShard(base string) string { return f.tmpDir() + "/" + base[2:3] + "/" + base }
 
 // tmpNamesFor is every name under which r's temporary file may lie:
 // tmpNameFor, and the name in .tandem/tmp itself that releases before
 // the shards used (recover may find one after an upgrade).
 func (f *Folder) tmpNamesFor(r *record.Record) []string {
-	return []string{f.tmpNameFor(r), f.tmpDir() + "/" + tmpBaseFor(r)}
+	base := tmpBaseFor(r)
+	return []string{f.inShard(base), f.tmpDir() + "/" + base}
 }
 
-// tmpShards is the number of subdirectories of .tandem/tmp that hold the
+// tmpShards names the subdirectories of .tandem/tmp that hold the
 // temporary files of versions: one per hexadecimal digit.
-const tmpShards = 16
+const tmpShards = "0123456789abcdef"
 
 // tmpBaseFor is the base name of r's temporary file: "v-" and 32
 // hexadecimal digits.
@@ -87,14 +89,11 @@ func createTmp(name string) (*os.File, error) { return createTmpMode(name, 0o600
 
 // createTmpMode is createTmp with the given permission bits (subject to
 // the umask).
-func createTmpMode(name string, perm uint32) (*os.File, error) {
-	out, err := openExcl(name, perm)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(filepath.Dir(name), 0o700); err != nil {
-			return nil, err
-		}
-		out, err = openExcl(name, perm)
-	}
+func createTmpMode(name string, perm uint32) (out *os.File, err error) {
+	err = inDir(name, func() (e error) {
+		out, e = openExcl(name, perm)
+		return e
+	})
 	if errors.Is(err, fs.ErrExist) {
 		os.Remove(name)
 		out, err = openExcl(name, perm)
@@ -159,13 +158,7 @@ func (f *Folder) fetchFile(ctx context.Context, r *record.Record, sources []iden
 		// Blocks fetched ahead (HandleHint): their file becomes this
 		// version's temporary file.
 		out = pf.file
-		err = os.Rename(pf.name, name)
-		if errors.Is(err, fs.ErrNotExist) { // its shard is not there yet
-			if err = os.MkdirAll(filepath.Dir(name), 0o700); err == nil {
-				err = os.Rename(pf.name, name)
-			}
-		}
-		if err != nil {
+		if err = inDir(name, func() error { return os.Rename(pf.name, name) }); err != nil {
 			out.Close()
 			os.Remove(pf.name)
 			return "", fmt.Errorf("take over blocks fetched ahead: %w", err)
@@ -765,7 +758,20 @@ func removeTmp(dir string) {
 // once nothing is being fetched): the first temporary file of a round of
 // pulling creates its shard again (createTmpMode).
 func (f *Folder) pruneTmp() {
-	for i := range tmpShards {
-		_ = os.Remove(fmt.Sprintf("%s/%x", f.tmpDir(), i))
+	for _, d := range tmpShards {
+		_ = os.Remove(f.tmpDir() + "/" + string(d))
 	}
+}
+
+// inDir runs op, which makes name, and runs it again after creating
+// name's directory if that is missing (a shard of .tandem/tmp is made on
+// first use).
+func inDir(name string, op func() error) error {
+	err := op()
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.MkdirAll(filepath.Dir(name), 0o700); err == nil {
+			err = op()
+		}
+	}
+	return err
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -311,12 +310,7 @@ func (f *Folder) prepare(ctx context.Context, it item) (*job, error) {
 		j.tmp = tmp // owner, mode and mtime set by fetchFile
 	case record.Symlink:
 		tmp := f.tmpNameFor(&r)
-		err := os.Symlink(r.Target, tmp)
-		if errors.Is(err, fs.ErrNotExist) {
-			if err = os.MkdirAll(filepath.Dir(tmp), 0o700); err == nil {
-				err = os.Symlink(r.Target, tmp)
-			}
-		}
+		err := inDir(tmp, func() error { return os.Symlink(r.Target, tmp) })
 		if errors.Is(err, fs.ErrExist) {
 			os.Remove(tmp) // left by an earlier attempt
 			err = os.Symlink(r.Target, tmp)

@@ -8,8 +8,6 @@ import (
 	"sync"
 
 	bolt "go.etcd.io/bbolt"
-
-	"tandem/internal/record"
 )
 
 // The block map (where each block is stored locally) has two parts. The
@@ -127,9 +125,6 @@ func (l *blockLog) apply(c *txLog) {
 // logged returns the log's entries for h as t sees them: the committed
 // ones it did not delete, and its own.
 func (t *Tx) logged(h [32]byte) []logEntry {
-	if t.log == nil {
-		return nil
-	}
 	t.log.mu.RLock()
 	var out []logEntry
 	for _, e := range t.log.byHash[h] {
@@ -179,29 +174,24 @@ func (t *Tx) logBlock(h [32]byte, path string, off int64, size uint32) error {
 // unlogBlock deletes the log's entry for block h of path at off, if the
 // log holds one, and reports whether it did.
 func (t *Tx) unlogBlock(h [32]byte, path string, off int64) (bool, error) {
+	for _, e := range t.logged(h) {
+		if e.path == path && e.off == off {
+			return true, t.dropLogged(h, e.key)
+		}
+	}
+	return false, nil
+}
+
+// dropLogged deletes the log's entry key (for block h): from t's own
+// additions if t made it, else from the committed log when t commits.
+func (t *Tx) dropLogged(h [32]byte, key uint64) error {
 	c := t.changes()
-	if es := c.adds[h]; len(es) > 0 {
-		for i, e := range es {
-			if e.path == path && e.off == off {
-				c.adds[h] = slices.Delete(es, i, i+1)
-				return true, t.b.Bucket(bBlockLog).Delete(be(e.key))
-			}
-		}
+	if es := c.adds[h]; slices.ContainsFunc(es, func(e logEntry) bool { return e.key == key }) {
+		c.adds[h] = slices.DeleteFunc(es, func(e logEntry) bool { return e.key == key })
+	} else {
+		c.dels[key] = h
 	}
-	t.log.mu.RLock()
-	key, found := uint64(0), false
-	for _, e := range t.log.byHash[h] {
-		if e.path == path && e.off == off && !t.deleted(e.key) {
-			key, found = e.key, true
-			break
-		}
-	}
-	t.log.mu.RUnlock()
-	if !found {
-		return false, nil
-	}
-	c.dels[key] = h
-	return true, t.b.Bucket(bBlockLog).Delete(be(key))
+	return t.b.Bucket(bBlockLog).Delete(be(key))
 }
 
 // logSize is the number of entries in the log as t sees it.
@@ -245,7 +235,7 @@ func (t *Tx) mergeLog(n int) error {
 		val := make([]byte, 12)
 		binary.BigEndian.PutUint64(val, uint64(e.off))
 		binary.BigEndian.PutUint32(val[8:], e.size)
-		moved = append(moved, kv{append(h[:len(h):len(h)], e.path...), val})
+		moved = append(moved, kv{blockKey(h, e.path), val})
 		keys, hs = append(keys, e.key), append(hs, h)
 	}
 	// In key order; of two entries with one key (the same block twice
@@ -258,23 +248,22 @@ func (t *Tx) mergeLog(n int) error {
 			return err
 		}
 	}
-	ch := t.changes()
 	for i, key := range keys {
-		if err := lb.Delete(be(key)); err != nil {
+		if err := t.dropLogged(hs[i], key); err != nil {
 			return err
 		}
-		h := hs[i]
-		if es := ch.adds[h]; slices.ContainsFunc(es, func(e logEntry) bool { return e.key == key }) {
-			ch.adds[h] = slices.DeleteFunc(es, func(e logEntry) bool { return e.key == key })
-			continue
-		}
-		ch.dels[key] = h
 	}
 	return nil
 }
 
-// blockLocs turns log entries into locations.
-func blockLocs(es []logEntry, out []BlockLoc, limit int) []BlockLoc {
+// blockKey is the blocks bucket's key of block h of path.
+func blockKey(h [32]byte, path string) []byte {
+	return append(h[:len(h):len(h)], path...)
+}
+
+// blockLocs turns up to limit log entries into locations.
+func blockLocs(es []logEntry, limit int) []BlockLoc {
+	var out []BlockLoc
 	for _, e := range es {
 		if len(out) >= limit {
 			break
@@ -282,9 +271,4 @@ func blockLocs(es []logEntry, out []BlockLoc, limit int) []BlockLoc {
 		out = append(out, BlockLoc{Path: e.path, Offset: e.off, Size: e.size})
 	}
 	return out
-}
-
-// keepBlock adds block b of r at off to the block map (through the log).
-func (t *Tx) keepBlock(r *record.Record, b record.Block, off uint64) error {
-	return t.logBlock(b.Hash, r.Path, int64(off), b.Size)
 }

@@ -339,13 +339,13 @@ func (t *Tx) blocks(r *record.Record, add bool) error {
 	for _, blk := range r.Blocks {
 		var err error
 		if add {
-			if err = t.keepBlock(r, blk, off); err == nil {
+			if err = t.logBlock(blk.Hash, r.Path, int64(off), blk.Size); err == nil {
 				t.filter.add(t, blk.Hash[:], t.b)
 			}
 		} else {
 			var logged bool
 			if logged, err = t.unlogBlock(blk.Hash, r.Path, int64(off)); err == nil && !logged {
-				err = t.b.Bucket(bBlocks).Delete(append(blk.Hash[:len(blk.Hash):len(blk.Hash)], r.Path...))
+				err = t.b.Bucket(bBlocks).Delete(blockKey(blk.Hash, r.Path))
 			}
 		}
 		if err != nil {
@@ -386,7 +386,7 @@ func (t *Tx) FindBlock(h [32]byte, limit int) []BlockLoc {
 		return nil
 	}
 	t.touch(1)
-	out := blockLocs(t.logged(h), nil, limit)
+	out := blockLocs(t.logged(h), limit)
 	c := t.b.Bucket(bBlocks).Cursor()
 	for k, v := c.Seek(h[:]); k != nil && len(k) > 32 && [32]byte(k[:32]) == h && len(out) < limit; k, v = c.Next() {
 		if len(v) != 12 {
