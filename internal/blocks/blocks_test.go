@@ -10,6 +10,7 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/zeebo/xxh3"
 	"pgregory.net/rapid"
 
 	"tandem/internal/record"
@@ -39,8 +40,15 @@ func TestHash(t *testing.T) {
 			if b.Size == 0 || b.Size > MaxSize {
 				t.Fatalf("block size %d out of bounds", b.Size)
 			}
-			if !Check(data[off:off+int(b.Size)], b.Hash) {
+			part := data[off : off+int(b.Size)]
+			if sha256.Sum256(part) != b.Hash {
 				t.Fatalf("block at %d does not match its hash", off)
+			}
+			if want := xxh3.Hash(part); b.Check != want && !(want == 0 && b.Check == 1) {
+				t.Fatalf("block at %d: check %x, want %x", off, b.Check, want)
+			}
+			if !Verify(part, b) {
+				t.Fatalf("block at %d does not verify", off)
 			}
 			off += int(b.Size)
 		}
@@ -101,8 +109,9 @@ func TestHashReporting(t *testing.T) {
 			t.Errorf("report %d starts at %d, want %d", calls, off, at)
 		}
 		for _, b := range bs {
-			if !Check(data[off:off+int64(b.Size)], b.Hash) {
-				t.Errorf("reported block at %d does not match its hash", off)
+			part := data[off : off+int64(b.Size)]
+			if sha256.Sum256(part) != b.Hash || b.Check != CheckSum(part) {
+				t.Errorf("reported block at %d does not match its hash and check", off)
 			}
 			off += int64(b.Size)
 		}
@@ -142,7 +151,7 @@ func (s *shortReader) Read(p []byte) (int, error) {
 
 // TestHashMatchesLibrary: Hash (its own cutting loop, blocks hashed in
 // parallel) gives exactly the blocks of the library's chunker (cut
-// points are part of the protocol) with each block's SHA-256, whatever
+// points are part of the protocol) with each block's SHA-256 and XXH3, whatever
 // the sizes of the reads, for inputs from empty to several megabytes.
 func TestHashMatchesLibrary(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
@@ -157,7 +166,8 @@ func TestHashMatchesLibrary(t *testing.T) {
 		var want []record.Block
 		off := 0
 		for _, size := range cuts(t, algorithm, data) {
-			want = append(want, record.Block{Size: uint32(size), Hash: sha256.Sum256(data[off : off+size])})
+			part := data[off : off+size]
+			want = append(want, record.Block{Size: uint32(size), Hash: sha256.Sum256(part), Check: xxh3.Hash(part)})
 			off += size
 		}
 		var in io.Reader = bytes.NewReader(data)
@@ -180,5 +190,38 @@ func TestHashReadError(t *testing.T) {
 	_, _, err := Hash(io.MultiReader(bytes.NewReader(randBytes(3*MaxSize, 4)), iotest.ErrReader(boom)))
 	if !errors.Is(err, boom) {
 		t.Fatalf("err %v, want %v", err, boom)
+	}
+}
+
+// Verify checks by the block's XXH3 where the record has one and by
+// SHA-256 where it has not (records of earlier releases).
+func TestVerify(t *testing.T) {
+	data := randBytes(70000, 9)
+	good := record.Block{Hash: sha256.Sum256(data), Size: uint32(len(data)), Check: CheckSum(data)}
+	changed := bytes.Clone(data)
+	changed[len(changed)/2] ^= 1
+	old := good
+	old.Check = 0
+	wrongHash := good
+	wrongHash.Hash[0] ^= 1
+	wrongCheck := good
+	wrongCheck.Check ^= 1
+	for _, c := range []struct {
+		name string
+		data []byte
+		b    record.Block
+		want bool
+	}{
+		{"same bytes", data, good, true},
+		{"one bit changed", changed, good, false},
+		{"one byte short", data[:len(data)-1], good, false},
+		{"no check, same bytes", data, old, true},
+		{"no check, one bit changed", changed, old, false},
+		{"check decides, not the hash", data, wrongHash, true},
+		{"wrong check", data, wrongCheck, false},
+	} {
+		if got := Verify(c.data, c.b); got != c.want {
+			t.Errorf("%s: Verify = %v, want %v", c.name, got, c.want)
+		}
 	}
 }

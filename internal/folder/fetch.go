@@ -469,7 +469,7 @@ func (s *span) each(data []byte, fn func(at int64, b record.Block, part []byte) 
 func (s *span) mismatch(data []byte) int64 {
 	bad := int64(-1)
 	s.each(data, func(at int64, b record.Block, part []byte) bool {
-		if part == nil || !blocks.Check(part, b.Hash) {
+		if part == nil || !blocks.Verify(part, b) {
 			bad = at
 			return false
 		}
@@ -530,7 +530,7 @@ func (f *Folder) readLocalBlock(b record.Block, locs []index.BlockLoc) []byte {
 		buf := protocol.BlockBuf(int(l.Size))
 		n, err := fh.ReadAt(buf, l.Offset)
 		fh.Close()
-		if err == nil && n == len(buf) && blocks.Check(buf, b.Hash) {
+		if err == nil && n == len(buf) && blocks.Verify(buf, b) {
 			return buf
 		}
 		protocol.ReleaseBlock(buf)

@@ -235,7 +235,7 @@ func (f *Folder) prefetchSpan(pf *prefetch, sp span) {
 		if part == nil {
 			return false
 		}
-		if !blocks.Check(part, b.Hash) {
+		if !blocks.Verify(part, b) {
 			return write() // the blocks after it start a new run
 		}
 		held = append(held, located{at, b})

@@ -1,6 +1,7 @@
 package index
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -36,7 +37,7 @@ const (
 	fUID         = 7
 	fGID         = 8
 	fTarget      = 9
-	fBlocks      = 10 // repeated: hash (32 bytes) then the size as a varint
+	fBlocks      = 10 // repeated: hash (32 bytes), the size as a varint, then the check (8 bytes, little-endian) if known
 	fVersion     = 11 // packed varints: node ID, counter, node ID, counter...
 	fModifiedBy  = 12
 	fSeq         = 13
@@ -55,7 +56,7 @@ const (
 )
 
 func encode(r *record.Record) ([]byte, error) {
-	n := 64 + len(r.Path) + len(r.Target) + len(r.CopyOf) + 40*len(r.Blocks) + 20*len(r.Version)
+	n := 64 + len(r.Path) + len(r.Target) + len(r.CopyOf) + 48*len(r.Blocks) + 20*len(r.Version)
 	b := make([]byte, 1, n)
 	b[0] = formatProto
 	b = appendString(b, fPath, r.Path)
@@ -70,10 +71,17 @@ func encode(r *record.Record) ([]byte, error) {
 	b = appendUint(b, fGID, uint64(r.GID))
 	b = appendString(b, fTarget, r.Target)
 	for _, bl := range r.Blocks {
+		n := len(bl.Hash) + protowire.SizeVarint(uint64(bl.Size))
+		if bl.Check != 0 {
+			n += 8
+		}
 		b = protowire.AppendTag(b, fBlocks, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(len(bl.Hash)+protowire.SizeVarint(uint64(bl.Size))))
+		b = protowire.AppendVarint(b, uint64(n))
 		b = append(b, bl.Hash[:]...)
 		b = protowire.AppendVarint(b, uint64(bl.Size))
+		if bl.Check != 0 {
+			b = binary.LittleEndian.AppendUint64(b, bl.Check)
+		}
 	}
 	if len(r.Version) > 0 {
 		size := 0
@@ -287,6 +295,14 @@ func setBytes(r *record.Record, num protowire.Number, v []byte) error {
 			return fmt.Errorf("%w: block size", errMalformed)
 		}
 		bl.Size = uint32(size)
+		// No check: written before blocks had one. Bytes after it: a
+		// later release's, skipped like unknown fields.
+		switch rest := v[len(bl.Hash)+n:]; {
+		case len(rest) >= 8:
+			bl.Check = binary.LittleEndian.Uint64(rest)
+		case len(rest) > 0:
+			return fmt.Errorf("%w: block check of %d bytes", errMalformed, len(rest))
+		}
 		r.Blocks = append(r.Blocks, bl)
 	case fVersion:
 		var vec version.Vector

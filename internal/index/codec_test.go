@@ -67,6 +67,9 @@ func genRecord(t *rapid.T) record.Record {
 		var b record.Block
 		copy(b.Hash[:], rapid.SliceOfN(rapid.Byte(), 32, 32).Draw(t, "hash"))
 		b.Size = rapid.Uint32().Draw(t, "block size")
+		if rapid.Bool().Draw(t, "block has a check") { // records of earlier releases have none
+			b.Check = rapid.Uint64Min(1).Draw(t, "block check")
+		}
 		r.Blocks = append(r.Blocks, b)
 	}
 	for range rapid.IntRange(0, 4).Draw(t, "counters") {

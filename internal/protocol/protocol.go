@@ -142,8 +142,9 @@ type Hint struct {
 }
 
 // ProtocolVersion is sent in Hello; peers with another version are refused.
-// Version 3 added Hint, version 4 Requests.
-const ProtocolVersion = 4
+// Version 3 added Hint, version 4 Requests, version 5 the check of
+// every block (record.Block.Check) in Index and Hint.
+const ProtocolVersion = 5
 
 var (
 	encMode, _ = cbor.EncOptions{}.EncMode()

@@ -22,14 +22,14 @@ func TestRoundTrip(t *testing.T) {
 	v := version.Vector{}.Update(7, 1)
 	msgs := []any{
 		&Hello{Version: ProtocolVersion, Folders: []FolderHello{{ID: "www", IndexID: 3, HaveSeq: 9}}},
-		&Index{Folder: "www", IndexID: 3, Last: 2, Records: []record.Record{{Path: "a/b", Type: record.File, Size: 1, Version: v, ModifiedBy: 7, Dot: 1, Blocks: []record.Block{{Size: 1}}}}},
+		&Index{Folder: "www", IndexID: 3, Last: 2, Records: []record.Record{{Path: "a/b", Type: record.File, Size: 1, Version: v, ModifiedBy: 7, Dot: 1, Blocks: []record.Block{{Size: 1, Check: 0xfeed}, {Size: 2}}}}},
 		&Request{ID: 1, Folder: "www", Path: "a/b", Size: 1},
 		&Response{ID: 1, Data: []byte("x")},
 		&Response{ID: 1<<32 - 1, Data: bytes.Repeat([]byte{7}, 128<<10), Enc: EncS2},
 		&Response{ID: 2, Err: "no such file"},
 		&Response{ID: 3},
 		&Ping{},
-		&Hint{Folder: "www", Path: "big.iso", Size: 1 << 30, Offset: 256 << 10, Blocks: []record.Block{{Size: 128 << 10, Hash: [32]byte{1}}, {Size: 40 << 10, Hash: [32]byte{2}}}},
+		&Hint{Folder: "www", Path: "big.iso", Size: 1 << 30, Offset: 256 << 10, Blocks: []record.Block{{Size: 128 << 10, Hash: [32]byte{1}, Check: 1}, {Size: 40 << 10, Hash: [32]byte{2}}}},
 		&Requests{Reqs: []Request{{ID: 5, Folder: "www", Path: "a", Size: 10, Hash: [32]byte{5}}, {ID: 6, Folder: "www", Path: "b/c", Offset: 3, Size: 1}}},
 	}
 	go func() {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/fxamacker/cbor/v2"
+
 	"tandem/internal/version"
 )
 
@@ -43,6 +45,38 @@ type Block struct {
 	_    struct{} `cbor:",toarray"`
 	Hash [32]byte
 	Size uint32
+	// Check is the block's XXH3-64 (never 0), taken from the same bytes
+	// as Hash, or 0 where it is not known (records of releases before
+	// it). Data fetched or copied for the block is checked against it,
+	// some thirty times cheaper than SHA-256; Hash alone identifies the
+	// block (SameBlocks ignores Check).
+	Check uint64
+}
+
+// UnmarshalCBOR reads a block as written since blocks had a check (hash,
+// size, check) and as written before (hash, size): records of earlier
+// releases may still be stored in CBOR.
+func (b *Block) UnmarshalCBOR(data []byte) error {
+	var v struct {
+		_     struct{} `cbor:",toarray"`
+		Hash  [32]byte
+		Size  uint32
+		Check uint64
+	}
+	if err := cbor.Unmarshal(data, &v); err == nil {
+		*b = Block{Hash: v.Hash, Size: v.Size, Check: v.Check}
+		return nil
+	}
+	var old struct {
+		_    struct{} `cbor:",toarray"`
+		Hash [32]byte
+		Size uint32
+	}
+	if err := cbor.Unmarshal(data, &old); err != nil {
+		return err
+	}
+	*b = Block{Hash: old.Hash, Size: old.Size}
+	return nil
 }
 
 // Record is the state of one path as one node knows it.
