@@ -1,12 +1,46 @@
 package folder
 
 import (
+	"crypto/sha256"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"tandem/internal/blocks"
 	"tandem/internal/fsutil"
 	"tandem/internal/record"
 )
+
+// TestScanRecordsBlockChecks: a file found by the scan is recorded with
+// every block's SHA-256 and check, as taken from its bytes, so that a
+// receiver can verify what it fetches by the check.
+func TestScanRecordsBlockChecks(t *testing.T) {
+	f, root := startFolder(t, newCountingPeers())
+	waitReady(t, f)
+	data := randomData(3<<20, 5)
+	if err := os.WriteFile(filepath.Join(root, "multi.bin"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var r record.Record
+	waitFor(t, "multi.bin indexed", func() bool {
+		var ok bool
+		var err error
+		r, ok, err = f.get("multi.bin")
+		return err == nil && ok && r.Size == int64(len(data))
+	})
+	if len(r.Blocks) < 2 {
+		t.Fatalf("%d blocks for 3 MiB", len(r.Blocks))
+	}
+	off := 0
+	for i, b := range r.Blocks {
+		part := data[off : off+int(b.Size)]
+		if b.Hash != sha256.Sum256(part) || b.Check != blocks.CheckSum(part) {
+			t.Fatalf("block %d at %d: recorded hash %x check %x, its bytes give %x and %x", i, off, b.Hash[:4], b.Check, sha256.Sum256(part), blocks.CheckSum(part))
+		}
+		off += int(b.Size)
+	}
+}
 
 // TestUnmoved: a directory read by a scan stays valid when only its
 // mtime and ctime moved (an entry was added or removed), not when its
