@@ -175,7 +175,11 @@ func quiesce() { syscall.Sync() }
 // table block is still cached (recently_deleted), one lookup at a time.
 // After the bench has just removed a tree of 20 000 files, creating files
 // then costs up to ten times the CPU it costs a minute later; whichever
-// tool ran right after a removal paid for it.
+// tool ran right after a removal paid for it. Dropping the cache helps
+// less than it seems (files created after a removal, sync and drop
+// still cost about twice the system time, presumably as creating files
+// reads the inode tables back), so the bench removes nothing until the
+// run ends (removeTrees).
 func quiesceFresh(t *tb, warm ...string) {
 	quiesce()
 	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("1"), 0); err != nil {
