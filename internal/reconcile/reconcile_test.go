@@ -701,3 +701,46 @@ func TestLosingDeleteKeepsWhatItDeleted(t *testing.T) {
 		t.Errorf("a copy of another version counts as deleted")
 	}
 }
+
+// A conflict lost on two nodes with two versions of the same bytes: b's
+// version, then b's chmod of it (which replaced it). c, which had the
+// first, keeps it as a copy; b keeps the second under the same name. The
+// two copy records meet: the same content, so they merge into one that
+// names one of the versions. Neither node may then take the merged copy
+// for replaced by the chmod: it is the only place the chmod's version is
+// kept (a fault run lost it so: c deleted "its" copy, and the delete, whose
+// context held the merged record's dot, deleted b's too).
+func TestMergedCopiesOfAVersionAndItsChmod(t *testing.T) {
+	v1 := file(1, 10, idB, vec(idB, 141))
+	chmod := record.Record{Path: "p", Type: record.File, Size: v1.Size, Blocks: v1.Blocks, Mode: 0o640, MTime: 10}.
+		Replacing(v1).NewEvent(v1.Version, idB, 161)
+	copyOf := func(kept *record.Record, by, dot uint64) *record.Record {
+		return &record.Record{Path: "p.conflict-x", Type: record.File, Size: kept.Size, Blocks: kept.Blocks, Mode: kept.Mode, MTime: kept.MTime,
+			Version: vec(by, dot), ModifiedBy: by, Dot: dot,
+			CopyOf: "p", CopyBy: kept.ModifiedBy, CopyDot: kept.Dot, CopyPrevBy: kept.PrevBy, CopyPrevDot: kept.PrevDot, CopyEarlier: kept.Earlier}
+	}
+	onC, onB := copyOf(v1, idC, 201), copyOf(&chmod, idB, 216)
+	for _, c := range []struct {
+		name          string
+		local, remote *record.Record
+	}{{"b hears of c's copy", onB, onC}, {"c hears of b's copy", onC, onB}} {
+		d := Decide(c.local, c.remote)
+		res := *c.local
+		switch d.Action {
+		case Merge, Absorb:
+			res = d.Result
+		case Nothing:
+		default:
+			t.Fatalf("%s: %v, want the copies merged", c.name, d.Action)
+		}
+		if res.CopyReplacedBy(&chmod) {
+			t.Errorf("%s: the merged copy %+v counts as replaced by the chmod, whose version it keeps", c.name, res)
+		}
+		// An edit of the content after the chmod replaces both versions.
+		edit := record.Record{Path: "p", Type: record.File, Size: 9, Blocks: blocksOf(2), MTime: 30}.
+			Replacing(&chmod).NewEvent(chmod.Version, idB, 300)
+		if !res.CopyReplacedBy(&edit) {
+			t.Errorf("%s: the merged copy %+v does not count as replaced by an edit after the chmod", c.name, res)
+		}
+	}
+}

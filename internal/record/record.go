@@ -287,10 +287,19 @@ func (r Record) NewEvent(prev version.Vector, me, now uint64) Record {
 
 // CopyReplacedBy reports whether cp, an unchanged conflict copy, keeps the
 // content that r's event replaced (deleted, overwrote): that event saw the
-// content, so the copy has nothing left to keep.
+// content, so the copy has nothing left to keep. An event that kept the
+// same bytes (a chmod, a touch) does not count: the copy may be where
+// that event's own version is kept. Two nodes that lost one conflict
+// with the two versions (the one before the chmod and the one after) each
+// keep theirs as a copy under the same name, and the two copy records
+// merge, the same content, into one that names the older version; a
+// delete of it as replaced by the chmod would take the only copy of the
+// newer one with it. A later change of content still replaces both (its
+// Earlier lists the older version).
 func (cp *Record) CopyReplacedBy(r *Record) bool {
 	return cp.CopyOf != "" && !cp.Deleted && r.Path == cp.CopyOf &&
-		replaced(r.PrevBy, r.PrevDot, r.Earlier, cp.CopyBy, cp.CopyDot)
+		replaced(r.PrevBy, r.PrevDot, r.Earlier, cp.CopyBy, cp.CopyDot) &&
+		!SameContent(r, cp)
 }
 
 // CopySupersededBy reports whether cp, an unchanged conflict copy, keeps a

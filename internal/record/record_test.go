@@ -73,10 +73,38 @@ func TestSameContentAndMeta(t *testing.T) {
 	}
 }
 
+// A conflict copy counts as replaced by an event that replaced its version
+// with other content, not by one that kept the bytes (a chmod, a touch):
+// the copy may be where that event's own version is kept, merged with
+// another node's copy of it under the same name.
+func TestCopyReplacedOnlyByOtherContent(t *testing.T) {
+	bytesOf := func(b byte) []Block { return []Block{{Hash: [32]byte{b}, Size: 5}} }
+	v1 := Record{Path: "f", Type: File, Size: 5, Blocks: bytesOf(1), ModifiedBy: 2, Dot: 141}
+	cp := Record{Path: "f.conflict-x", Type: File, Size: 5, Blocks: bytesOf(1), CopyOf: "f", CopyBy: 2, CopyDot: 141}
+	chmod := Record{Path: "f", Type: File, Size: 5, Blocks: bytesOf(1), Mode: 0o640}.Replacing(&v1)
+	if cp.CopyReplacedBy(&chmod) {
+		t.Error("a copy counts as replaced by a chmod of its version")
+	}
+	edit := Record{Path: "f", Type: File, Size: 5, Blocks: bytesOf(2)}.Replacing(&v1)
+	if !cp.CopyReplacedBy(&edit) {
+		t.Error("a copy does not count as replaced by an edit of its version")
+	}
+	del := Record{Path: "f", Type: File, Deleted: true}.Replacing(&v1)
+	if !cp.CopyReplacedBy(&del) {
+		t.Error("a copy does not count as replaced by a delete of its version")
+	}
+	// An edit after the chmod still replaces the version before it.
+	chmod.ModifiedBy, chmod.Dot = 2, 161
+	later := Record{Path: "f", Type: File, Size: 5, Blocks: bytesOf(3)}.Replacing(&chmod)
+	if !cp.CopyReplacedBy(&later) {
+		t.Error("a copy does not count as replaced by an edit after a chmod of its version")
+	}
+}
+
 func TestReplacingCarriesABoundedHistory(t *testing.T) {
 	cur := Record{Path: "f", Type: File, ModifiedBy: 1, Dot: 1}
 	for i := uint64(2); i < 10; i++ {
-		next := Record{Path: "f", Type: File}.Replacing(&cur)
+		next := Record{Path: "f", Type: File, Size: int64(i)}.Replacing(&cur) // new content each time
 		next.ModifiedBy, next.Dot = 1+i%2, i
 		if next.PrevBy != cur.ModifiedBy || next.PrevDot != cur.Dot {
 			t.Fatalf("event %d: prev %d/%d, want %d/%d", i, next.PrevBy, next.PrevDot, cur.ModifiedBy, cur.Dot)
