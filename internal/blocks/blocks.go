@@ -79,7 +79,7 @@ func HashReporting(r io.Reader, every int64, report func(offset int64, blocks []
 			}
 			total += int64(len(c))
 			if i == 0 {
-				out[0].Hash, out[0].Check = sha256.Sum256(c), CheckSum(c) // most files are one block
+				sumOf(0, c).store(out) // most files are one block
 			} else {
 				if p == nil {
 					p = newHasher()
@@ -90,7 +90,8 @@ func HashReporting(r io.Reader, every int64, report func(offset int64, blocks []
 				nextReport = total + every
 				if p != nil {
 					for _, h := range p.take() {
-						out[h.i].Hash, out[h.i].Check, hashed[h.i] = h.sum, h.check, true
+						h.store(out)
+						hashed[h.i] = true
 					}
 				}
 				n := reported
@@ -109,7 +110,7 @@ func HashReporting(r io.Reader, every int64, report func(offset int64, blocks []
 		if errors.Is(err, io.EOF) {
 			if p != nil {
 				for _, h := range p.finish() {
-					out[h.i].Hash, out[h.i].Check = h.sum, h.check
+					h.store(out)
 				}
 				p = nil
 			}
@@ -134,11 +135,17 @@ type hashJob struct {
 	buf *[]byte
 }
 
+// hashed is block i's SHA-256 and check.
 type hashed struct {
 	i     int
 	sum   [32]byte
 	check uint64
 }
+
+func sumOf(i int, data []byte) hashed { return hashed{i, sha256.Sum256(data), CheckSum(data)} }
+
+// store sets block h.i of out to what h holds.
+func (h hashed) store(out []record.Block) { out[h.i].Hash, out[h.i].Check = h.sum, h.check }
 
 var blockPool = sync.Pool{New: func() any { b := make([]byte, MaxSize); return &b }}
 
@@ -148,11 +155,11 @@ func newHasher() *hasher {
 	for range n {
 		p.wg.Go(func() {
 			for j := range p.jobs {
-				sum, check := sha256.Sum256(*j.buf), CheckSum(*j.buf)
+				h := sumOf(j.i, *j.buf)
 				*j.buf = (*j.buf)[:cap(*j.buf)]
 				blockPool.Put(j.buf)
 				p.mu.Lock()
-				p.done = append(p.done, hashed{j.i, sum, check})
+				p.done = append(p.done, h)
 				p.mu.Unlock()
 			}
 		})

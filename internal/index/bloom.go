@@ -75,22 +75,22 @@ func (s *bloomSet) has(h []byte) bool {
 func buildBloom(fb *bolt.Bucket, blocks int64, release func()) *bloomSet {
 	s := newBloomSet(blocks)
 	n := 0
-	c := fb.Bucket(bBlocks).Cursor()
-	for k, _ := c.First(); k != nil; k, _ = c.Next() {
-		if len(k) >= 32 {
-			s.add(k[:32])
-		}
-		if n++; release != nil && n%bloomReleaseEvery == 0 {
-			release()
-		}
-	}
-	c = fb.Bucket(bBlockLog).Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if len(v) >= 32 {
-			s.add(v[:32])
-		}
-		if n++; release != nil && n%bloomReleaseEvery == 0 {
-			release()
+	// The hash leads the key in the blocks bucket, the value in the log.
+	for _, part := range []struct {
+		bucket []byte
+		inKey  bool
+	}{{bBlocks, true}, {bBlockLog, false}} {
+		c := fb.Bucket(part.bucket).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if !part.inKey {
+				k = v
+			}
+			if len(k) >= 32 {
+				s.add(k[:32])
+			}
+			if n++; release != nil && n%bloomReleaseEvery == 0 {
+				release()
+			}
 		}
 	}
 	if release != nil {

@@ -184,7 +184,7 @@ func (f *Folder) Update(fn func(*Tx) error) error {
 		}
 		return t.mergeLogIfFull()
 	})
-	if err == nil && t != nil {
+	if err == nil {
 		f.log.apply(t.logTx)
 	}
 	return err

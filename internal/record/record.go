@@ -53,18 +53,17 @@ type Block struct {
 	Check uint64
 }
 
+// blockFields is Block without its UnmarshalCBOR: the form written since
+// blocks have a check.
+type blockFields Block
+
 // UnmarshalCBOR reads a block as written since blocks had a check (hash,
 // size, check) and as written before (hash, size): records of earlier
 // releases may still be stored in CBOR.
 func (b *Block) UnmarshalCBOR(data []byte) error {
-	var v struct {
-		_     struct{} `cbor:",toarray"`
-		Hash  [32]byte
-		Size  uint32
-		Check uint64
-	}
+	var v blockFields
 	if err := cbor.Unmarshal(data, &v); err == nil {
-		*b = Block{Hash: v.Hash, Size: v.Size, Check: v.Check}
+		*b = Block(v)
 		return nil
 	}
 	var old struct {
