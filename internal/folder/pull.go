@@ -208,6 +208,9 @@ func (f *Folder) plan() (items []item, waiting, absorbed bool, err error) {
 				if e := record.MergeEarlier(cur.Earlier, r.Earlier); !record.SameDots(e, cur.Earlier) {
 					cur.Earlier = e
 				}
+				if m := record.MergeEarlier(cur.Merged, r.Merged); !record.SameDots(m, cur.Merged) {
+					cur.Merged = m
+				}
 				if _, err := tx.Put(cur); err != nil {
 					return err
 				}
@@ -746,7 +749,7 @@ func (f *Folder) keepConflictCopy(j *job) error {
 	cp.Path, cp.Seq = name, 0
 	cp.CopyOf, cp.CopyBy, cp.CopyDot = it.path, loc.ModifiedBy, loc.Dot
 	cp.CopyPrevBy, cp.CopyPrevDot, cp.CopyEarlier = loc.PrevBy, loc.PrevDot, loc.Earlier
-	cp.PrevBy, cp.PrevDot, cp.Earlier = 0, 0, nil
+	cp.PrevBy, cp.PrevDot, cp.Earlier, cp.Merged = 0, 0, nil, nil
 	j.copy = &cp
 	return nil
 }

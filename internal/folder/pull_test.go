@@ -737,3 +737,35 @@ func TestDeleteBelowAFileIsDone(t *testing.T) {
 		t.Fatalf("d: %q %v", b, err)
 	}
 }
+
+// TestFoldedVersionsAreAbsorbed: a peer holds the version this node holds
+// (same event, same content) and has folded its own concurrent version of
+// the same content into it (record.Record.Merged). The local record takes
+// in the peer's context and its Merged list, and the work is done: were
+// only the context taken in, the rules would ask for the same absorb
+// forever.
+func TestFoldedVersionsAreAbsorbed(t *testing.T) {
+	peers := newFakePeers()
+	f, root := startFolder(t, peers)
+	pa, pb := identity.ID{0xa0}, identity.ID{0xb0}
+	a, b := pa.Short64(), pb.Short64()
+	v := remoteFile(peers, "x.txt", "same content\n", 0o644, a, 5)
+	if err := f.HandleIndex(pa, &protocol.Index{Folder: "f", IndexID: 1, Records: []record.Record{v}, Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the version", func() bool {
+		got, _ := os.ReadFile(filepath.Join(root, "x.txt"))
+		return string(got) == "same content\n" && f.Status().Needed == 0
+	})
+	folded := v
+	folded.Version = v.Version.Update(b, 0).Update(b, 0).Update(b, 0)
+	folded.Merged = []record.Dot{{By: b, Dot: 3}}
+	if err := f.HandleIndex(pb, &protocol.Index{Folder: "f", IndexID: 2, Records: []record.Record{folded}, Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the folded version recorded and nothing left to do", func() bool {
+		var r record.Record
+		_ = f.idx.View(func(tx *index.Tx) error { r, _, _ = tx.Get("x.txt"); return nil })
+		return record.SameDots(r.Merged, folded.Merged) && r.Version.Get(b) == 3 && r.Dot == 5 && f.Status().Needed == 0
+	})
+}

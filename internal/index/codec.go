@@ -53,6 +53,7 @@ const (
 	fCopyPrevDot = 23
 	fEarlier     = 24 // packed varints: by, dot, by, dot...
 	fCopyEarlier = 25 // likewise
+	fMerged      = 26 // likewise
 )
 
 func encode(r *record.Record) ([]byte, error) {
@@ -109,6 +110,7 @@ func encode(r *record.Record) ([]byte, error) {
 	b = appendUint(b, fCopyPrevDot, r.CopyPrevDot)
 	b = appendDots(b, fEarlier, r.Earlier)
 	b = appendDots(b, fCopyEarlier, r.CopyEarlier)
+	b = appendDots(b, fMerged, r.Merged)
 	return b, nil
 }
 
@@ -310,15 +312,18 @@ func setBytes(r *record.Record, num protowire.Number, v []byte) error {
 			return fmt.Errorf("version: %w", err)
 		}
 		r.Version = vec
-	case fEarlier, fCopyEarlier:
+	case fEarlier, fCopyEarlier, fMerged:
 		var ds []record.Dot
 		if err := consumePairs(v, func(by, dot uint64) { ds = append(ds, record.Dot{By: by, Dot: dot}) }); err != nil {
 			return fmt.Errorf("dots: %w", err)
 		}
-		if num == fEarlier {
+		switch num {
+		case fEarlier:
 			r.Earlier = ds
-		} else {
+		case fCopyEarlier:
 			r.CopyEarlier = ds
+		default:
+			r.Merged = ds
 		}
 	}
 	return nil

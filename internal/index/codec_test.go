@@ -60,6 +60,7 @@ func genRecord(t *rapid.T) record.Record {
 		CopyPrevBy:  rapid.Uint64().Draw(t, "copy prev by"),
 		CopyPrevDot: rapid.Uint64().Draw(t, "copy prev dot"),
 		CopyEarlier: genDots(t, "copy earlier"),
+		Merged:      genDots(t, "merged"),
 		Inode:       rapid.Uint64().Draw(t, "inode"),
 		CTime:       rapid.Int64().Draw(t, "ctime"),
 	}

@@ -143,8 +143,10 @@ type Hint struct {
 
 // ProtocolVersion is sent in Hello; peers with another version are refused.
 // Version 3 added Hint, version 4 Requests, version 5 the check of
-// every block (record.Block.Check) in Index and Hint.
-const ProtocolVersion = 5
+// every block (record.Block.Check) in Index and Hint, version 6 the
+// versions of the same content a record folded in (record.Record.Merged),
+// which the decision rules of both peers must see alike.
+const ProtocolVersion = 6
 
 var (
 	encMode, _ = cbor.EncOptions{}.EncMode()

@@ -42,6 +42,7 @@ package reconcile
 import (
 	"bytes"
 	"encoding/binary"
+	"slices"
 
 	"tandem/internal/record"
 )
@@ -102,21 +103,31 @@ func Decide(local, remote *record.Record) Decision {
 	keep := func() Decision {
 		// One event as two nodes hold it: what either learnt it replaced
 		// (see the concurrent delete below) is merged too.
-		earlier := local.Earlier
+		earlier, folded := local.Earlier, local.Merged
 		if sameDot {
 			earlier = record.MergeEarlier(local.Earlier, remote.Earlier)
+			folded = record.MergeEarlier(local.Merged, remote.Merged)
 		}
-		if local.Version.Dominates(remote.Version) && record.SameDots(earlier, local.Earlier) {
+		if local.Version.Dominates(remote.Version) && record.SameDots(earlier, local.Earlier) && record.SameDots(folded, local.Merged) {
 			return Decision{Action: Nothing}
 		}
 		res := *local
 		res.Version = merged
 		res.Earlier = earlier
+		res.Merged = folded
 		return Decision{Action: Absorb, Result: res}
 	}
 	adopt := func(a Action) Decision {
 		res := *remote
 		res.Version = merged
+		if !local.Deleted && !remote.Deleted && record.SameContent(local, remote) {
+			// The local version's content lives on in the adopted record.
+			add := local.Merged
+			if a == Merge {
+				add = append(slices.Clone(local.Merged), record.Dot{By: local.ModifiedBy, Dot: local.Dot})
+			}
+			res.Merged = record.MergeEarlier(remote.Merged, add)
+		}
 		return Decision{Action: a, Result: res}
 	}
 	if sameDot && record.SameContent(local, remote) {
@@ -147,6 +158,22 @@ func Decide(local, remote *record.Record) Decision {
 		}
 		if remote.Dot == 0 {
 			return adopt(Take)
+		}
+		if !local.Deleted && !remote.Deleted && record.SameContent(local, remote) &&
+			foldedIn(local, remote) && foldedIn(remote, local) {
+			// Each learnt of the other only by folding it in as the same
+			// content: nothing replaced it, it is at the name on both.
+			lNewer, rNewer := foldedLater(local, remote), foldedLater(remote, local)
+			if lNewer && !rNewer || lNewer == rNewer && Wins(local, remote) {
+				res := *local
+				res.Version = merged
+				res.Merged = record.MergeEarlier(local.Merged, remote.Merged)
+				if local.Version.Dominates(remote.Version) && record.SameDots(res.Merged, local.Merged) {
+					return Decision{Action: Nothing}
+				}
+				return Decision{Action: Absorb, Result: res}
+			}
+			return adopt(Merge)
 		}
 		return Decision{Action: Take, Result: record.Record{
 			Path: local.Path, Type: local.Type, Deleted: true,
@@ -223,4 +250,27 @@ func key(r *record.Record) []byte {
 		b = binary.BigEndian.AppendUint32(b, bl.Size)
 	}
 	return b
+}
+
+// foldedIn reports whether a learnt of b's event by folding in a version
+// of the same content: a dot in a's Merged is b's or a later event of
+// b's node (which saw b's).
+func foldedIn(a, b *record.Record) bool {
+	for _, d := range a.Merged {
+		if d.By == b.ModifiedBy && d.Dot >= b.Dot {
+			return true
+		}
+	}
+	return false
+}
+
+// foldedLater reports whether a folded in a later event of b's node than
+// b's own, one that saw b and replaced it.
+func foldedLater(a, b *record.Record) bool {
+	for _, d := range a.Merged {
+		if d.By == b.ModifiedBy && d.Dot > b.Dot {
+			return true
+		}
+	}
+	return false
 }

@@ -76,6 +76,12 @@ func at(r *record.Record, v version.Vector) *record.Record {
 	return with(r, func(c *record.Record) { c.Version = v })
 }
 
+// folding returns r with the dot (by, dot) in its Merged: r as adopted by
+// the node of that version of the same content.
+func folding(r *record.Record, by, dot uint64) *record.Record {
+	return with(r, func(c *record.Record) { c.Merged = append(c.Merged, record.Dot{By: by, Dot: dot}) })
+}
+
 func TestDecide(t *testing.T) {
 	// vA and vB are concurrent; vAB saw both.
 	vA, vB, vAB := vec(idA, 1), vec(idB, 1), vec(idA, 1, idB, 1)
@@ -291,7 +297,7 @@ func TestDecide(t *testing.T) {
 			name:   "concurrent same file, remote newer metadata wins",
 			local:  with(file(1, 10, idA, vA), func(r *record.Record) { r.Mode = 0o600 }),
 			remote: file(1, 20, idB, vB),
-			want:   Decision{Action: Merge, Result: *at(file(1, 20, idB, vB), vAB)},
+			want:   Decision{Action: Merge, Result: *folding(at(file(1, 20, idB, vB), vAB), idA, 1)},
 		},
 		{
 			name:   "concurrent same file, local newer metadata wins",
@@ -303,7 +309,7 @@ func TestDecide(t *testing.T) {
 			name:   "concurrent same symlink",
 			local:  symlink("t", 10, idA, vA),
 			remote: symlink("t", 20, idB, vB),
-			want:   Decision{Action: Merge, Result: *at(symlink("t", 20, idB, vB), vAB)},
+			want:   Decision{Action: Merge, Result: *folding(at(symlink("t", 20, idB, vB), vAB), idA, 1)},
 		},
 		{
 			name:   "concurrent deletes",
@@ -321,13 +327,13 @@ func TestDecide(t *testing.T) {
 			name:   "concurrent dirs, different modes, remote newer",
 			local:  dir(0o700, 10, idA, vA),
 			remote: dir(0o755, 20, idB, vB),
-			want:   Decision{Action: Merge, Result: *at(dir(0o755, 20, idB, vB), vAB)},
+			want:   Decision{Action: Merge, Result: *folding(at(dir(0o755, 20, idB, vB), vAB), idA, 1)},
 		},
 		{
 			name:   "concurrent dirs, same mtime, higher node wins (remote)",
 			local:  dir(0o700, 10, idA, vA),
 			remote: dir(0o755, 10, idB, vB),
-			want:   Decision{Action: Merge, Result: *at(dir(0o755, 10, idB, vB), vAB)},
+			want:   Decision{Action: Merge, Result: *folding(at(dir(0o755, 10, idB, vB), vAB), idA, 1)},
 		},
 		{
 			name:   "concurrent dirs, same mtime, higher node wins (local)",
@@ -606,6 +612,14 @@ func TestDecideSymmetric(t *testing.T) {
 				}
 				want := *w
 				want.Version = vA.Merge(vB)
+				if !a.Deleted && !b.Deleted && record.SameContent(a, b) {
+					// The loser's version lives on in the winner's record.
+					l := a
+					if w == a {
+						l = b
+					}
+					want.Merged = []record.Dot{{By: l.ModifiedBy, Dot: l.Dot}}
+				}
 				if diff := cmp.Diff(&want, n1); diff != "" {
 					t.Errorf("kinds %d/%d mtimes %v: node 1 does not hold the winner (-want +got):\n%s", i, j, mts, diff)
 				}
@@ -742,5 +756,48 @@ func TestMergedCopiesOfAVersionAndItsChmod(t *testing.T) {
 		if !res.CopyReplacedBy(&edit) {
 			t.Errorf("%s: the merged copy %+v does not count as replaced by an edit after the chmod", c.name, res)
 		}
+	}
+}
+
+// Two nodes fold the same content's metadata changes into each other in
+// opposite orders (a history the simulation found): c holds A's chmod
+// and loses to B's concurrent one (same mtime, higher node), then takes
+// B's second chmod, which never saw A's; B, holding its second chmod,
+// loses to A's (newer mtime). Each record's context now holds the other's
+// event, which once made the path a tombstone everywhere, though the
+// content was never replaced: every node lost it. Each learnt of the
+// other only by folding in the same content, so the content stays.
+func TestMetadataChangesFoldedBothWaysKeepTheContent(t *testing.T) {
+	chmod := func(mode uint32, mt int64, by uint64, v version.Vector) *record.Record {
+		return with(file(1, mt, by, v), func(r *record.Record) { r.Mode = mode })
+	}
+	a1 := chmod(0o644, 2, idA, vec(idC, 1, idA, 1))
+	b1 := chmod(0o755, 2, idB, vec(idC, 1, idB, 1))
+	b2 := chmod(0o700, 1, idB, vec(idC, 1, idB, 2))
+	if !Wins(b1, a1) || !Wins(a1, b2) {
+		t.Fatal("the history needs B's first chmod to beat A's and A's to beat B's second")
+	}
+	c1 := after(a1, b1)
+	c2 := after(c1, b2)
+	b3 := after(b2, a1)
+	if !Saw(c2, b3) || !Saw(b3, c2) {
+		t.Fatalf("each record should hold the other's event: %+v / %+v", *c2, *b3)
+	}
+	x, y := exchange(c2, b3)
+	for _, r := range []*record.Record{x, y} {
+		if r.Deleted || !record.SameContent(r, a1) {
+			t.Fatalf("the content was lost: %+v", *r)
+		}
+	}
+	if x.ModifiedBy != y.ModifiedBy || x.Dot != y.Dot || x.Mode != y.Mode || x.Version.Compare(y.Version) != version.Equal {
+		t.Fatalf("the nodes differ: %+v / %+v", *x, *y)
+	}
+	if x.ModifiedBy != idA || x.Mode != 0o644 {
+		t.Fatalf("A's chmod (the newest mtime) should be kept, got %+v", *x)
+	}
+	// B's first chmod, folded into a node that already folded in B's
+	// second (which replaced it), does not come back over A's.
+	if d := Decide(b3, c1); d.Action != Nothing && d.Action != Absorb {
+		t.Fatalf("B's replaced first chmod taken over the record that folded in its successor: %v %+v", d.Action, d.Result)
 	}
 }

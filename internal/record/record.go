@@ -107,6 +107,12 @@ type Record struct {
 	// any peer hears of the middle one, and a copy of the first must still
 	// learn that a change saw it.
 	Earlier []Dot `cbor:"24,keyasint,omitempty"`
+	// The dots of versions with this very content (same bytes, other
+	// metadata) that were folded into this record when two of them met
+	// as concurrent changes (the loser adopts the winner's dot), newest
+	// first, at most MaxEarlier. Such a version was not replaced: its
+	// content lives on in this record.
+	Merged []Dot `cbor:"26,keyasint,omitempty"`
 	// For a conflict copy made by tandem, as long as nobody changed it:
 	// the path and the dot of the version whose content it keeps.
 	CopyOf  string `cbor:"15,keyasint,omitempty"`
