@@ -163,7 +163,7 @@ func Decide(local, remote *record.Record) Decision {
 			foldedIn(local, remote) && foldedIn(remote, local) {
 			// Each learnt of the other only by folding it in as the same
 			// content: nothing replaced it, it is at the name on both.
-			lNewer, rNewer := foldedLater(local, remote), foldedLater(remote, local)
+			lNewer, rNewer := foldedUnseen(local, remote), foldedUnseen(remote, local)
 			if lNewer && !rNewer || lNewer == rNewer && Wins(local, remote) {
 				res := *local
 				res.Version = merged
@@ -252,25 +252,15 @@ func key(r *record.Record) []byte {
 	return b
 }
 
-// foldedIn reports whether a learnt of b's event by folding in a version
-// of the same content: a dot in a's Merged is b's or a later event of
-// b's node (which saw b's).
+// foldedIn reports whether b's version lives on in a: its dot is in a's
+// Merged (folded in or restated, never replaced by other bytes).
 func foldedIn(a, b *record.Record) bool {
-	for _, d := range a.Merged {
-		if d.By == b.ModifiedBy && d.Dot >= b.Dot {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(a.Merged, func(d record.Dot) bool { return d.By == b.ModifiedBy && d.Dot == b.Dot })
 }
 
-// foldedLater reports whether a folded in a later event of b's node than
-// b's own, one that saw b and replaced it.
-func foldedLater(a, b *record.Record) bool {
-	for _, d := range a.Merged {
-		if d.By == b.ModifiedBy && d.Dot > b.Dot {
-			return true
-		}
-	}
-	return false
+// foldedUnseen reports whether a lists a version of the content that b's
+// context does not hold: a knows of a later restatement or fold than b
+// (b's own version may be one that a change b never saw restated).
+func foldedUnseen(a, b *record.Record) bool {
+	return slices.ContainsFunc(a.Merged, func(d record.Dot) bool { return b.Version.Get(d.By) < d.Dot })
 }

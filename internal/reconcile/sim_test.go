@@ -186,6 +186,11 @@ func (s *sim) change(n int, kind string, mtime int64, mode uint32) {
 		// A metadata-only change: same content, new mode and mtime.
 		r.Type, r.Blocks, r.Size, r.Target = prev.Type, prev.Blocks, prev.Size, prev.Target
 	}
+	// As the scan records a change: it replaced the live version before
+	// it (Prev, Earlier; a chmod restates its content, Merged).
+	if prev != nil && !prev.Deleted {
+		*r = r.Replacing(prev)
+	}
 	// A change of content made on top of c saw c, so c may now disappear
 	// (its vector dominates c's, since a record holding c carries c's
 	// vector or one made on top of it). A chmod keeps c, so it does not.

@@ -108,10 +108,11 @@ type Record struct {
 	// learn that a change saw it.
 	Earlier []Dot `cbor:"24,keyasint,omitempty"`
 	// The dots of versions with this very content (same bytes, other
-	// metadata) that were folded into this record when two of them met
-	// as concurrent changes (the loser adopts the winner's dot), newest
-	// first, at most MaxEarlier. Such a version was not replaced: its
-	// content lives on in this record.
+	// metadata) that live on in this record, newest first, at most
+	// MaxEarlier: folded in when two of them met as concurrent changes
+	// (the loser adopts the winner's dot), or restated by this record's
+	// event (a chmod, a touch) or one it took over without a change of
+	// bytes. Their content was not replaced.
 	Merged []Dot `cbor:"26,keyasint,omitempty"`
 	// For a conflict copy made by tandem, as long as nobody changed it:
 	// the path and the dot of the version whose content it keeps.
@@ -154,9 +155,19 @@ func (r Record) Replacing(old *Record) Record {
 	if old.PrevDot != 0 {
 		r.Earlier = append(r.Earlier, Dot{By: old.PrevBy, Dot: old.PrevDot})
 	}
-	r.Earlier = append(r.Earlier, old.Earlier...)
+	for _, d := range old.Earlier {
+		if !slices.ContainsFunc(r.Earlier, func(e Dot) bool { return e.By == d.By && e.Dot == d.Dot }) {
+			r.Earlier = append(r.Earlier, d)
+		}
+	}
 	if len(r.Earlier) > MaxEarlier {
 		r.Earlier = r.Earlier[:MaxEarlier]
+	}
+	// A change that kept the bytes (a chmod, a touch) restates old's
+	// content: old and what old restated live on in r.
+	r.Merged = nil
+	if !r.Deleted && !old.Deleted && SameContent(&r, old) {
+		r.Merged = MergeEarlier(old.Merged, []Dot{{By: old.ModifiedBy, Dot: old.Dot}})
 	}
 	if len(r.Earlier) == 0 {
 		r.Earlier = nil
