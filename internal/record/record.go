@@ -138,7 +138,7 @@ type Dot struct {
 	Dot uint64
 }
 
-// MaxEarlier bounds Record.Earlier.
+// MaxEarlier bounds Record.Earlier and Record.Merged.
 const MaxEarlier = 4
 
 // Replacing returns r as the event that replaced old's live content: r's
@@ -356,7 +356,7 @@ func (r *Record) Validate() error {
 			return fmt.Errorf("%q: copy of: %w", r.Path, err)
 		}
 	}
-	if len(r.Earlier) > MaxEarlier || len(r.CopyEarlier) > MaxEarlier {
+	if len(r.Earlier) > MaxEarlier || len(r.CopyEarlier) > MaxEarlier || len(r.Merged) > MaxEarlier {
 		return fmt.Errorf("%q: more than %d earlier versions", r.Path, MaxEarlier)
 	}
 	if r.Deleted {

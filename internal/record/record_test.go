@@ -134,6 +134,31 @@ func TestReplacingCarriesABoundedHistory(t *testing.T) {
 	if err := bad.Validate(); err == nil {
 		t.Fatal("a record with too long a history was accepted")
 	}
+	bad.Earlier, bad.Merged = nil, make([]Dot, MaxEarlier+1)
+	if err := bad.Validate(); err == nil {
+		t.Fatal("a record listing too many versions of its content was accepted")
+	}
+}
+
+// TestReplacingRestatesSameBytes: a change that keeps the bytes (a chmod)
+// lists the version it replaced, and what that one listed, in Merged; a
+// change of content or a delete lists nothing. Earlier holds no dot twice.
+func TestReplacingRestatesSameBytes(t *testing.T) {
+	bytesOf := func(b byte) []Block { return []Block{{Hash: [32]byte{b}, Size: 5}} }
+	v1 := Record{Path: "f", Type: File, Size: 5, Blocks: bytesOf(1), Mode: 0o644, ModifiedBy: 1, Dot: 1,
+		Merged: []Dot{{By: 3, Dot: 1}}, PrevBy: 2, PrevDot: 4, Earlier: []Dot{{By: 2, Dot: 4}, {By: 2, Dot: 3}}}
+	chmod := Record{Path: "f", Type: File, Size: 5, Blocks: bytesOf(1), Mode: 0o600}.Replacing(&v1)
+	if want := []Dot{{By: 1, Dot: 1}, {By: 3, Dot: 1}}; !SameDots(chmod.Merged, want) {
+		t.Errorf("chmod lists %v, want %v", chmod.Merged, want)
+	}
+	if want := []Dot{{By: 2, Dot: 4}, {By: 2, Dot: 3}}; !slices.Equal(chmod.Earlier, want) {
+		t.Errorf("earlier %v, want %v (the Prev once)", chmod.Earlier, want)
+	}
+	edit := Record{Path: "f", Type: File, Size: 5, Blocks: bytesOf(2)}.Replacing(&v1)
+	del := Record{Path: "f", Type: File, Deleted: true}.Replacing(&v1)
+	if edit.Merged != nil || del.Merged != nil {
+		t.Errorf("an edit lists %v, a delete %v; want nothing", edit.Merged, del.Merged)
+	}
 }
 
 // MergeEarlier depends only on the set of dots it is given, stays within
