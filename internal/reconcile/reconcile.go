@@ -17,7 +17,10 @@
 //   - R saw L's dot and L did not see R's: take R (content or delete);
 //   - L saw R's dot and R did not see L's: keep L, absorb R's context;
 //   - each saw the other's dot: neither content survives; the result is
-//     a tombstone with no dot and the merged context (see below);
+//     a tombstone with no dot and the merged context (see below), unless
+//     both hold one live content and each lists the other's version in
+//     Merged (folded in as the same content, or restated by a chmod):
+//     then nothing replaced the content and it stays;
 //   - concurrent (neither saw the other): the winner is chosen the same way
 //     on every node (a live version beats a delete, a directory beats a
 //     file or symlink, then newer mtime, then node ID, then dot counter).
@@ -100,12 +103,17 @@ func Decide(local, remote *record.Record) Decision {
 	}
 	merged := local.Version.Merge(remote.Version)
 	sameDot := local.ModifiedBy == remote.ModifiedBy && local.Dot == remote.Dot
-	keep := func() Decision {
-		// One event as two nodes hold it: what either learnt it replaced
-		// (see the concurrent delete below) is merged too.
+	// keep keeps the local record and takes in the remote's context. For
+	// one event as two nodes hold it, what either learnt it replaced (see
+	// the concurrent delete below) and the versions either folded in are
+	// merged too; sameContent merges the latter for two events of one
+	// content.
+	keep := func(sameContent bool) Decision {
 		earlier, folded := local.Earlier, local.Merged
 		if sameDot {
 			earlier = record.MergeEarlier(local.Earlier, remote.Earlier)
+		}
+		if sameDot || sameContent {
 			folded = record.MergeEarlier(local.Merged, remote.Merged)
 		}
 		if local.Version.Dominates(remote.Version) && record.SameDots(earlier, local.Earlier) && record.SameDots(folded, local.Merged) {
@@ -131,7 +139,7 @@ func Decide(local, remote *record.Record) Decision {
 		return Decision{Action: a, Result: res}
 	}
 	if sameDot && record.SameContent(local, remote) {
-		return keep()
+		return keep(false)
 	}
 	// A dot names one event, so two records with the same dot and
 	// different contents only exist when a node reused a counter (it lost
@@ -145,7 +153,7 @@ func Decide(local, remote *record.Record) Decision {
 	case rSawL && !lSawR:
 		return adopt(Take)
 	case lSawR && !rSawL:
-		return keep()
+		return keep(false)
 	case rSawL && lSawR:
 		// Each saw the other's event (two nodes resolved a conflict
 		// differently, then changed the path again): by the invariant
@@ -154,24 +162,22 @@ func Decide(local, remote *record.Record) Decision {
 		// event neither saw arrives: a tombstone with no event of its own
 		// (dot zero), whose context is everything both saw.
 		if local.Dot == 0 {
-			return keep()
+			return keep(false)
 		}
 		if remote.Dot == 0 {
 			return adopt(Take)
 		}
 		if !local.Deleted && !remote.Deleted && record.SameContent(local, remote) &&
 			foldedIn(local, remote) && foldedIn(remote, local) {
-			// Each learnt of the other only by folding it in as the same
-			// content: nothing replaced it, it is at the name on both.
+			// Each lists the other's version as one whose content lives
+			// on in it (folded in, or restated by a chmod): nothing
+			// replaced that content, it is at the name on both. Keep the
+			// record that knows a version of it the other does not (the
+			// other may be one that a change it never saw restated, and a
+			// delete saw), else the winner.
 			lNewer, rNewer := foldedUnseen(local, remote), foldedUnseen(remote, local)
 			if lNewer && !rNewer || lNewer == rNewer && Wins(local, remote) {
-				res := *local
-				res.Version = merged
-				res.Merged = record.MergeEarlier(local.Merged, remote.Merged)
-				if local.Version.Dominates(remote.Version) && record.SameDots(res.Merged, local.Merged) {
-					return Decision{Action: Nothing}
-				}
-				return Decision{Action: Absorb, Result: res}
+				return keep(true)
 			}
 			return adopt(Merge)
 		}
