@@ -103,17 +103,19 @@ func Decide(local, remote *record.Record) Decision {
 	}
 	merged := local.Version.Merge(remote.Version)
 	sameDot := local.ModifiedBy == remote.ModifiedBy && local.Dot == remote.Dot
+	sameContent := record.SameContent(local, remote)
+	liveSame := sameContent && !local.Deleted // one live content (SameContent needs both deleted or both live)
 	// keep keeps the local record and takes in the remote's context. For
 	// one event as two nodes hold it, what either learnt it replaced (see
 	// the concurrent delete below) and the versions either folded in are
-	// merged too; sameContent merges the latter for two events of one
+	// merged too; withFolded merges the latter for two events of one
 	// content.
-	keep := func(sameContent bool) Decision {
+	keep := func(withFolded bool) Decision {
 		earlier, folded := local.Earlier, local.Merged
 		if sameDot {
 			earlier = record.MergeEarlier(local.Earlier, remote.Earlier)
 		}
-		if sameDot || sameContent {
+		if sameDot || withFolded {
 			folded = record.MergeEarlier(local.Merged, remote.Merged)
 		}
 		if local.Version.Dominates(remote.Version) && record.SameDots(earlier, local.Earlier) && record.SameDots(folded, local.Merged) {
@@ -128,17 +130,18 @@ func Decide(local, remote *record.Record) Decision {
 	adopt := func(a Action) Decision {
 		res := *remote
 		res.Version = merged
-		if !local.Deleted && !remote.Deleted && record.SameContent(local, remote) {
-			// The local version's content lives on in the adopted record.
+		if liveSame {
+			// The local version's content lives on in the adopted record
+			// (and the local version itself, when it was not seen).
 			add := local.Merged
 			if a == Merge {
-				add = append(slices.Clone(local.Merged), record.Dot{By: local.ModifiedBy, Dot: local.Dot})
+				add = local.LivesOn()
 			}
 			res.Merged = record.MergeEarlier(remote.Merged, add)
 		}
 		return Decision{Action: a, Result: res}
 	}
-	if sameDot && record.SameContent(local, remote) {
+	if sameDot && sameContent {
 		return keep(false)
 	}
 	// A dot names one event, so two records with the same dot and
@@ -167,8 +170,7 @@ func Decide(local, remote *record.Record) Decision {
 		if remote.Dot == 0 {
 			return adopt(Take)
 		}
-		if !local.Deleted && !remote.Deleted && record.SameContent(local, remote) &&
-			foldedIn(local, remote) && foldedIn(remote, local) {
+		if liveSame && foldedIn(local, remote) && foldedIn(remote, local) {
 			// Each lists the other's version as one whose content lives
 			// on in it (folded in, or restated by a chmod): nothing
 			// replaced that content, it is at the name on both. Keep the
@@ -197,7 +199,7 @@ func Decide(local, remote *record.Record) Decision {
 		return Decision{Action: Nothing}
 	}
 	switch {
-	case record.SameContent(local, remote):
+	case sameContent:
 		return adopt(Merge)
 	case local.Deleted:
 		// The delete loses the name, but what it deleted stays deleted:
@@ -260,9 +262,7 @@ func key(r *record.Record) []byte {
 
 // foldedIn reports whether b's version lives on in a: its dot is in a's
 // Merged (folded in or restated, never replaced by other bytes).
-func foldedIn(a, b *record.Record) bool {
-	return slices.ContainsFunc(a.Merged, func(d record.Dot) bool { return d.By == b.ModifiedBy && d.Dot == b.Dot })
-}
+func foldedIn(a, b *record.Record) bool { return record.HasDot(a.Merged, b.ModifiedBy, b.Dot) }
 
 // foldedUnseen reports whether a lists a version of the content that b's
 // context does not hold: a knows of a later restatement or fold than b

@@ -156,7 +156,7 @@ func (r Record) Replacing(old *Record) Record {
 		r.Earlier = append(r.Earlier, Dot{By: old.PrevBy, Dot: old.PrevDot})
 	}
 	for _, d := range old.Earlier {
-		if !slices.ContainsFunc(r.Earlier, func(e Dot) bool { return e.By == d.By && e.Dot == d.Dot }) {
+		if !HasDot(r.Earlier, d.By, d.Dot) {
 			r.Earlier = append(r.Earlier, d)
 		}
 	}
@@ -167,7 +167,7 @@ func (r Record) Replacing(old *Record) Record {
 	// content: old and what old restated live on in r.
 	r.Merged = nil
 	if !r.Deleted && !old.Deleted && SameContent(&r, old) {
-		r.Merged = MergeEarlier(old.Merged, []Dot{{By: old.ModifiedBy, Dot: old.Dot}})
+		r.Merged = old.LivesOn()
 	}
 	if len(r.Earlier) == 0 {
 		r.Earlier = nil
@@ -185,6 +185,18 @@ func (r *Record) ReplacedDots() []Dot {
 	return append(ds, r.Earlier...)
 }
 
+// HasDot reports whether ds holds the dot (by, dot).
+func HasDot(ds []Dot, by, dot uint64) bool {
+	return slices.ContainsFunc(ds, func(e Dot) bool { return e.By == by && e.Dot == dot })
+}
+
+// LivesOn returns the versions whose content lives on in a record that
+// keeps r's bytes under another event: r's own and those r lists in
+// Merged.
+func (r *Record) LivesOn() []Dot {
+	return MergeEarlier(r.Merged, []Dot{{By: r.ModifiedBy, Dot: r.Dot}})
+}
+
 // MergeEarlier returns the union of the Earlier lists a and b, newest
 // (highest counter) first and at most MaxEarlier long. It depends only on
 // the set of dots, not on the order of its arguments, so that nodes that
@@ -192,7 +204,7 @@ func (r *Record) ReplacedDots() []Dot {
 func MergeEarlier(a, b []Dot) []Dot {
 	var out []Dot
 	for _, d := range append(append([]Dot(nil), a...), b...) {
-		if d.Dot != 0 && !slices.ContainsFunc(out, func(e Dot) bool { return e.By == d.By && e.Dot == d.Dot }) {
+		if d.Dot != 0 && !HasDot(out, d.By, d.Dot) {
 			out = append(out, Dot{By: d.By, Dot: d.Dot})
 		}
 	}
@@ -217,7 +229,7 @@ func SameDots(a, b []Dot) bool {
 		return false
 	}
 	for _, d := range a {
-		if !slices.ContainsFunc(b, func(e Dot) bool { return e.By == d.By && e.Dot == d.Dot }) {
+		if !HasDot(b, d.By, d.Dot) {
 			return false
 		}
 	}
@@ -241,15 +253,7 @@ func replaced(prevBy, prevDot uint64, earlier []Dot, by, dot uint64) bool {
 	if dot == 0 {
 		return false
 	}
-	if prevDot != 0 && prevBy == by && prevDot == dot {
-		return true
-	}
-	for _, e := range earlier {
-		if e.By == by && e.Dot == dot {
-			return true
-		}
-	}
-	return false
+	return prevDot != 0 && prevBy == by && prevDot == dot || HasDot(earlier, by, dot)
 }
 
 // SameContent reports whether a and b hold the same data: same existence,
