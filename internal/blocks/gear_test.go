@@ -86,11 +86,8 @@ func TestScanStepsLikeOneByteAtATime(t *testing.T) {
 				for n := 0; n <= 70; n++ {
 					d := data[off : off+n]
 					wantFP, want := ref(fp0, d, mask)
-					fp := fp0
-					got, ok := scan(&fp, d, mask)
-					if !ok {
-						got = -1
-					}
+					fp, got := scan(fp0, d, mask)
+					ok := got >= 0
 					if got != want || (!ok && fp != wantFP) {
 						t.Fatalf("mask %x, hash %x, %d bytes at %d: cut at %d (hash %x), want %d (hash %x)", mask, fp0, n, off, got, fp, want, wantFP)
 					}
