@@ -61,10 +61,20 @@ type DB struct {
 	logs      map[string]*blockLog // each folder's block log, likewise
 }
 
+// initialMapping is how much address space the index maps from the
+// start. bbolt otherwise maps the file at the next power of two of its
+// size and maps it anew each time it outgrows that: a write transaction
+// doing so first copies every key and value it has touched out of the
+// old mapping (a quarter of the allocations of a node receiving 10 000
+// small files, BenchmarkApplySmallFiles), and waits for every reader to
+// finish. Address space is not memory: only the pages read count in the
+// RSS, as before.
+const initialMapping = 1 << 30
+
 // Open opens (or creates) the index at path. It fails fast if another
 // process holds it.
 func Open(path string) (*DB, error) {
-	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType})
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType, InitialMmapSize: initialMapping})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("index %s is locked: is another tandem running with this --home?", path)

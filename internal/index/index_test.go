@@ -3,6 +3,7 @@ package index
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -192,4 +193,43 @@ func TestChildrenStat(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestMappingDoesNotMoveAsTheIndexGrows checks that the index is mapped
+// once: a write transaction that outgrows bbolt's default mapping (the
+// next power of two of the file's size) would map the file anew, copying
+// everything it touched out of the old mapping and waiting for readers.
+func TestMappingDoesNotMoveAsTheIndexGrows(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "index.db")
+	db, f := openFolder(t, path)
+	defer db.Close()
+	data := db.bolt.Info().Data
+	for batch := range 10 {
+		err := f.Update(func(tx *Tx) error {
+			for i := range 2000 {
+				r := record.Record{Path: fmt.Sprintf("d%02d/file%06d", batch, i), Type: record.File, Size: 4096, Mode: 0o644, MTime: 1, ModifiedBy: 1, Dot: uint64(batch*2000 + i + 1)}
+				r.Version = r.Version.Update(1, r.Dot)
+				var h [32]byte
+				h[0], h[1], h[2] = byte(batch), byte(i), byte(i>>8)
+				r.Blocks = []record.Block{{Hash: h, Size: 4096, Check: uint64(i)}}
+				if _, err := tx.Put(r); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Size() < 4<<20 {
+		t.Fatalf("index is %d bytes after 20 000 records; the test needs it past several doublings", info.Size())
+	}
+	if got := db.bolt.Info().Data; got != data {
+		t.Errorf("the index was mapped anew as it grew to %d bytes", info.Size())
+	}
 }
