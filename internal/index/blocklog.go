@@ -155,13 +155,13 @@ func (t *Tx) changes() *txLog {
 
 // logBlock adds one block of path to the log.
 func (t *Tx) logBlock(h [32]byte, path string, off int64, size uint32) error {
-	meta := t.b.Bucket(bMeta)
-	n := u64(meta.Get(kBlockLogN))
+	meta := t.sub(bMeta)
+	n := u64(t.lookup(bMeta, kBlockLogN))
 	if err := meta.Put(kBlockLogN, be(n+1)); err != nil {
 		return err
 	}
 	e := logEntry{key: n, path: path, off: off, size: size}
-	lb := t.b.Bucket(bBlockLog)
+	lb := t.sub(bBlockLog)
 	lb.FillPercent = 1 // keys only ever grow
 	if err := lb.Put(be(n), encodeLogEntry(h, e)); err != nil {
 		return err
@@ -191,7 +191,7 @@ func (t *Tx) dropLogged(h [32]byte, key uint64) error {
 	} else {
 		c.dels[key] = h
 	}
-	return t.b.Bucket(bBlockLog).Delete(be(key))
+	return t.sub(bBlockLog).Delete(be(key))
 }
 
 // logSize is the number of entries in the log as t sees it.
@@ -225,7 +225,7 @@ func (t *Tx) mergeLog(n int) error {
 		keys  []uint64
 		hs    [][32]byte
 	)
-	lb := t.b.Bucket(bBlockLog)
+	lb := t.sub(bBlockLog)
 	c := lb.Cursor()
 	for k, v := c.First(); k != nil && len(moved) < n; k, v = c.Next() {
 		h, e, ok := decodeLogEntry(k, v)
@@ -241,7 +241,7 @@ func (t *Tx) mergeLog(n int) error {
 	// In key order; of two entries with one key (the same block twice
 	// in a file), the later one last, as Put stored them before the log.
 	slices.SortStableFunc(moved, func(a, b kv) int { return bytes.Compare(a.k, b.k) })
-	bk := t.b.Bucket(bBlocks)
+	bk := t.sub(bBlocks)
 	for _, e := range moved {
 		t.touch(1) // a page of a large index's bucket each (memory.go)
 		if err := bk.Put(e.k, e.v); err != nil {

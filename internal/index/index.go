@@ -73,8 +73,12 @@ const initialMapping = 1 << 30
 
 // Open opens (or creates) the index at path. It fails fast if another
 // process holds it.
-func Open(path string) (*DB, error) {
-	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType, InitialMmapSize: initialMapping})
+func Open(path string) (*DB, error) { return OpenMapping(path, initialMapping) }
+
+// OpenMapping is Open with the first mapping of mapping bytes, for tests
+// of what happens when an index outgrows its mapping.
+func OpenMapping(path string, mapping int) (*DB, error) {
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType, InitialMmapSize: mapping})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("index %s is locked: is another tandem running with this --home?", path)
@@ -227,12 +231,15 @@ type Tx struct {
 	// changed in it, applied to log once it commits (blocklog.go).
 	log   *blockLog
 	logTx *txLog
+	// opened are the folder's buckets this transaction used (txcache.go).
+	opened []*opened
 }
 
 // remoteFiles is one peer's files bucket.
 type remoteFiles struct {
 	id    [32]byte
 	files *bolt.Bucket
+	c     *bolt.Cursor // on files, for lookups (txcache.go)
 }
 
 // decMode reads records stored in the earlier CBOR form (see codec.go).
@@ -253,17 +260,17 @@ func be(v uint64) []byte {
 
 // IndexID identifies this incarnation of the folder's index; a peer that
 // sees it change starts over from sequence 0.
-func (t *Tx) IndexID() uint64 { return u64(t.b.Bucket(bMeta).Get(kIndexID)) }
+func (t *Tx) IndexID() uint64 { return u64(t.lookup(bMeta, kIndexID)) }
 
 // MaxSeq is the highest local sequence number assigned.
-func (t *Tx) MaxSeq() uint64 { return u64(t.b.Bucket(bMeta).Get(kSeq)) }
+func (t *Tx) MaxSeq() uint64 { return u64(t.lookup(bMeta, kSeq)) }
 
 // Get returns the local record of path.
 func (t *Tx) Get(path string) (record.Record, bool, error) { return t.get(path, decode) }
 
 func (t *Tx) get(path string, dec func([]byte) (record.Record, error)) (record.Record, bool, error) {
 	t.touch(1)
-	v := t.b.Bucket(bFiles).Get([]byte(path))
+	v := t.lookup(bFiles, []byte(path))
 	if v == nil {
 		return record.Record{}, false, nil
 	}
@@ -287,8 +294,8 @@ func (t *Tx) Put(r record.Record) (record.Record, error) {
 	if err != nil {
 		return r, err
 	}
-	meta := t.b.Bucket(bMeta)
-	seq := u64(meta.Get(kSeq)) + 1
+	meta := t.sub(bMeta)
+	seq := u64(t.lookup(bMeta, kSeq)) + 1
 	if err := meta.Put(kSeq, be(seq)); err != nil {
 		return r, err
 	}
@@ -303,7 +310,7 @@ func (t *Tx) Put(r record.Record) (record.Record, error) {
 		return r, err
 	}
 	if had {
-		if err := t.b.Bucket(bSeq).Delete(be(old.Seq)); err != nil {
+		if err := t.sub(bSeq).Delete(be(old.Seq)); err != nil {
 			return r, err
 		}
 		if err := t.blocks(&old, false); err != nil {
@@ -311,7 +318,7 @@ func (t *Tx) Put(r record.Record) (record.Record, error) {
 		}
 	}
 	r.Seq = seq
-	sb := t.b.Bucket(bSeq)
+	sb := t.sub(bSeq)
 	sb.FillPercent = 1 // keys only ever grow: pack pages full
 	if err := sb.Put(be(seq), []byte(r.Path)); err != nil {
 		return r, err
@@ -338,7 +345,7 @@ func (t *Tx) putFile(r *record.Record) error {
 	if err != nil {
 		return fmt.Errorf("index: encode %q: %w", r.Path, err)
 	}
-	return t.b.Bucket(bFiles).Put([]byte(r.Path), v)
+	return t.sub(bFiles).Put([]byte(r.Path), v)
 }
 
 func (t *Tx) blocks(r *record.Record, add bool) error {
@@ -355,7 +362,7 @@ func (t *Tx) blocks(r *record.Record, add bool) error {
 		} else {
 			var logged bool
 			if logged, err = t.unlogBlock(blk.Hash, r.Path, int64(off)); err == nil && !logged {
-				err = t.b.Bucket(bBlocks).Delete(blockKey(blk.Hash, r.Path))
+				err = t.sub(bBlocks).Delete(blockKey(blk.Hash, r.Path))
 			}
 		}
 		if err != nil {
@@ -397,7 +404,7 @@ func (t *Tx) FindBlock(h [32]byte, limit int) []BlockLoc {
 	}
 	t.touch(1)
 	out := blockLocs(t.logged(h), limit)
-	c := t.b.Bucket(bBlocks).Cursor()
+	c := t.sub(bBlocks).Cursor()
 	for k, v := c.Seek(h[:]); k != nil && len(k) > 32 && [32]byte(k[:32]) == h && len(out) < limit; k, v = c.Next() {
 		if len(v) != 12 {
 			continue
@@ -410,7 +417,7 @@ func (t *Tx) FindBlock(h [32]byte, limit int) []BlockLoc {
 // Since calls fn for each local record with a sequence number above seq,
 // in order, until fn returns false.
 func (t *Tx) Since(seq uint64, fn func(record.Record) bool) error {
-	c := t.b.Bucket(bSeq).Cursor()
+	c := t.sub(bSeq).Cursor()
 	for k, v := c.Seek(be(seq + 1)); k != nil; k, v = c.Next() {
 		r, ok, err := t.Get(string(v))
 		if err != nil {
@@ -429,7 +436,7 @@ func (t *Tx) Since(seq uint64, fn func(record.Record) bool) error {
 // Walk calls fn for every local record in path order until fn returns
 // false.
 func (t *Tx) Walk(fn func(record.Record) bool) error {
-	return t.b.Bucket(bFiles).ForEach(func(k, v []byte) error {
+	return t.sub(bFiles).ForEach(func(k, v []byte) error {
 		r, err := decode(v)
 		if err != nil {
 			return fmt.Errorf("index: decode %q: %w", k, err)
@@ -448,8 +455,8 @@ func (t *Tx) add(key []byte, delta int64) error {
 	if delta == 0 {
 		return nil
 	}
-	meta := t.b.Bucket(bMeta)
-	v := int64(u64(meta.Get(key))) + delta
+	meta := t.sub(bMeta)
+	v := int64(u64(t.lookup(bMeta, key))) + delta
 	if v < 0 {
 		return fmt.Errorf("index: counter %s would go below zero", key)
 	}
@@ -458,10 +465,10 @@ func (t *Tx) add(key []byte, delta int64) error {
 
 // Live returns how many local records are not deleted, from a counter
 // kept by Put (constant time, whatever the size of the index).
-func (t *Tx) Live() int { return int(u64(t.b.Bucket(bMeta).Get(kLive))) }
+func (t *Tx) Live() int { return int(u64(t.lookup(bMeta, kLive))) }
 
 func (t *Tx) peer(id [32]byte, create bool) (*bolt.Bucket, error) {
-	peers := t.b.Bucket(bPeers)
+	peers := t.sub(bPeers)
 	if !create {
 		return peers.Bucket(id[:]), nil
 	}
@@ -538,10 +545,10 @@ func (t *Tx) PutRemote(id [32]byte, r record.Record) error {
 func (t *Tx) Remotes(path string) (map[[32]byte]record.Record, error) {
 	t.touch(1)
 	if !t.remotesKnown {
-		peers := t.b.Bucket(bPeers)
+		peers := t.sub(bPeers)
 		err := peers.ForEachBucket(func(k []byte) error {
 			if files := peers.Bucket(k).Bucket(bFiles); files != nil {
-				t.remotes = append(t.remotes, remoteFiles{[32]byte(k), files})
+				t.remotes = append(t.remotes, remoteFiles{[32]byte(k), files, files.Cursor()})
 			}
 			return nil
 		})
@@ -553,7 +560,7 @@ func (t *Tx) Remotes(path string) (map[[32]byte]record.Record, error) {
 	}
 	out := make(map[[32]byte]record.Record, len(t.remotes))
 	for _, p := range t.remotes {
-		v := p.files.Get([]byte(path))
+		v := seekExact(p.c, []byte(path))
 		if v == nil {
 			continue
 		}
@@ -577,8 +584,8 @@ func (t *Tx) RemoteCount(id [32]byte) int {
 
 // SetNeed marks path as needing a decision.
 func (t *Tx) SetNeed(path string) error {
-	b := t.b.Bucket(bNeed)
-	if b.Get([]byte(path)) != nil {
+	b := t.sub(bNeed)
+	if t.lookup(bNeed, []byte(path)) != nil {
 		return nil
 	}
 	if err := t.add(kNeeds, 1); err != nil {
@@ -589,8 +596,8 @@ func (t *Tx) SetNeed(path string) error {
 
 // ClearNeed removes path from the work list.
 func (t *Tx) ClearNeed(path string) error {
-	b := t.b.Bucket(bNeed)
-	if b.Get([]byte(path)) == nil {
+	b := t.sub(bNeed)
+	if t.lookup(bNeed, []byte(path)) == nil {
 		return nil
 	}
 	if err := t.add(kNeeds, -1); err != nil {
@@ -602,7 +609,7 @@ func (t *Tx) ClearNeed(path string) error {
 // Needs returns up to limit paths needing a decision, in path order.
 func (t *Tx) Needs(limit int) []string {
 	var out []string
-	c := t.b.Bucket(bNeed).Cursor()
+	c := t.sub(bNeed).Cursor()
 	for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
 		out = append(out, string(k))
 	}
@@ -610,7 +617,7 @@ func (t *Tx) Needs(limit int) []string {
 }
 
 // NeedCount is the number of paths needing a decision.
-func (t *Tx) NeedCount() int { return int(u64(t.b.Bucket(bMeta).Get(kNeeds))) }
+func (t *Tx) NeedCount() int { return int(u64(t.lookup(bMeta, kNeeds))) }
 
 // SetPending records that the remote version r is about to be renamed
 // into place, so that a crash between the rename and the index commit is
@@ -620,16 +627,16 @@ func (t *Tx) SetPending(r record.Record) error {
 	if err != nil {
 		return err
 	}
-	return t.b.Bucket(bPending).Put([]byte(r.Path), v)
+	return t.sub(bPending).Put([]byte(r.Path), v)
 }
 
 // ClearPending forgets the pending version of path.
-func (t *Tx) ClearPending(path string) error { return t.b.Bucket(bPending).Delete([]byte(path)) }
+func (t *Tx) ClearPending(path string) error { return t.sub(bPending).Delete([]byte(path)) }
 
 // Pending returns all pending versions.
 func (t *Tx) Pending() ([]record.Record, error) {
 	var out []record.Record
-	err := t.b.Bucket(bPending).ForEach(func(k, v []byte) error {
+	err := t.sub(bPending).ForEach(func(k, v []byte) error {
 		r, err := decode(v)
 		if err != nil {
 			return fmt.Errorf("index: decode pending %q: %w", k, err)
@@ -642,7 +649,7 @@ func (t *Tx) Pending() ([]record.Record, error) {
 
 // Prefix calls fn for every local record whose path starts with prefix.
 func (t *Tx) Prefix(prefix string, fn func(record.Record)) error {
-	c := t.b.Bucket(bFiles).Cursor()
+	c := t.sub(bFiles).Cursor()
 	p := []byte(prefix)
 	for k, v := c.Seek(p); k != nil && len(k) >= len(p) && string(k[:len(p)]) == prefix; k, v = c.Next() {
 		r, err := decode(v)
@@ -685,7 +692,7 @@ func (t *Tx) ChildrenStat(prefix string, fn func(record.Record)) error {
 }
 
 func (t *Tx) children(prefix string, dec func([]byte) (record.Record, error), fn func(record.Record)) error {
-	c := t.b.Bucket(bFiles).Cursor()
+	c := t.sub(bFiles).Cursor()
 	p := []byte(prefix)
 	k, v := c.Seek(p)
 	for k != nil && len(k) >= len(p) && string(k[:len(p)]) == prefix {
@@ -719,6 +726,6 @@ func indexByte(b []byte, c byte) int {
 
 // HasNeedPrefix reports whether any needed path starts with prefix.
 func (t *Tx) HasNeedPrefix(prefix string) bool {
-	k, _ := t.b.Bucket(bNeed).Cursor().Seek([]byte(prefix))
+	k, _ := t.sub(bNeed).Cursor().Seek([]byte(prefix))
 	return k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == prefix
 }

@@ -47,7 +47,9 @@ func serverIndex(t *testing.T) (n *Node, dir string, peer *identity.Identity, fi
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	db, err := index.Open(filepath.Join(base, "index.db"))
+	// bbolt's own small first mapping, so that a test can make the index
+	// outgrow it (TestStatusWhileTheIndexGrows).
+	db, err := index.OpenMapping(filepath.Join(base, "index.db"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
