@@ -72,12 +72,12 @@ func copyObsolete(tx *index.Tx, cp *record.Record) (bool, error) {
 	} else if ok && cp.CopyReplacedBy(&r) {
 		return true, nil
 	}
-	rm, err := tx.Remotes(cp.CopyOf)
+	rm, err := tx.RemoteList(cp.CopyOf)
 	if err != nil {
 		return false, err
 	}
-	for _, r := range rm {
-		if cp.CopyReplacedBy(&r) {
+	for i := range rm {
+		if cp.CopyReplacedBy(&rm[i].Record) {
 			return true, nil
 		}
 	}

@@ -12,13 +12,13 @@ import (
 // a peer's record that arrived while the path was being applied is never
 // dropped from the work list.
 func clearNeedIfDone(tx *index.Tx, path string, local *record.Record) error {
-	rm, err := tx.Remotes(path)
+	rm, err := tx.RemoteList(path)
 	if err != nil {
 		return err
 	}
-	recs := make([]record.Record, 0, len(rm))
-	for _, r := range rm {
-		recs = append(recs, r)
+	recs := make([]record.Record, len(rm))
+	for i := range rm {
+		recs[i] = rm[i].Record
 	}
 	if _, _, ok := reconcile.Choose(local, recs); ok {
 		return nil
@@ -51,12 +51,13 @@ func clearNeedsIfDone(tx *index.Tx, paths []string) error {
 // one that now wins: a file deleted here after its concurrent edit
 // elsewhere lost to a local write must come back.
 func needIfPeersNew(tx *index.Tx, r *record.Record) (bool, error) {
-	rm, err := tx.Remotes(r.Path)
+	rm, err := tx.RemoteList(r.Path)
 	if err != nil {
 		return false, err
 	}
-	for _, o := range rm {
-		if !r.Version.Dominates(o.Version) || reconcile.Decide(r, &o).Action != reconcile.Nothing {
+	for i := range rm {
+		o := &rm[i].Record
+		if !r.Version.Dominates(o.Version) || reconcile.Decide(r, o).Action != reconcile.Nothing {
 			return true, tx.SetNeed(r.Path)
 		}
 	}

@@ -1,14 +1,12 @@
 package folder
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -130,18 +128,13 @@ func (f *Folder) plan() (items []item, waiting, absorbed bool, err error) {
 			if err != nil {
 				return err
 			}
-			rm, err := tx.Remotes(p)
+			rm, err := tx.RemoteList(p) // in the order of the peers' IDs
 			if err != nil {
 				return err
 			}
-			peers := make([]identity.ID, 0, len(rm))
-			for id := range rm {
-				peers = append(peers, id)
-			}
-			sort.Slice(peers, func(i, j int) bool { return bytes.Compare(peers[i][:], peers[j][:]) < 0 })
-			recs := make([]record.Record, len(peers))
-			for i, id := range peers {
-				recs[i] = rm[id]
+			recs := make([]record.Record, len(rm))
+			for i := range rm {
+				recs[i] = rm[i].Record
 			}
 			var lp *record.Record
 			if had {
@@ -173,8 +166,8 @@ func (f *Folder) plan() (items []item, waiting, absorbed bool, err error) {
 			it := item{path: p, local: lp, dec: d}
 			// Any connected peer holding the same content can serve it; the
 			// blocks are verified by hash whoever sends them.
-			for i, id := range peers {
-				if record.SameContent(&recs[i], &d.Result) && f.opt.Peers != nil && f.opt.Peers.Connected(id) {
+			for i := range rm {
+				if id := identity.ID(rm[i].ID); record.SameContent(&recs[i], &d.Result) && f.opt.Peers != nil && f.opt.Peers.Connected(id) {
 					it.sources = append(it.sources, id)
 				}
 			}

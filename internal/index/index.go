@@ -541,12 +541,33 @@ func (t *Tx) PutRemote(id [32]byte, r record.Record) error {
 	return p.Bucket(bFiles).Put([]byte(r.Path), v)
 }
 
-// Remotes returns what every peer announced for path.
+// Remotes returns what every peer announced for path, by peer.
 func (t *Tx) Remotes(path string) (map[[32]byte]record.Record, error) {
+	list, err := t.RemoteList(path)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[[32]byte]record.Record, len(list))
+	for _, r := range list {
+		out[r.ID] = r.Record
+	}
+	return out, nil
+}
+
+// Remote is one peer's record of a path.
+type Remote struct {
+	ID     [32]byte
+	Record record.Record
+}
+
+// RemoteList returns what every peer announced for path, in the order of
+// the peers' IDs: Remotes without a map, for the lookups made for every
+// file placed or planned.
+func (t *Tx) RemoteList(path string) ([]Remote, error) {
 	t.touch(1)
 	if !t.remotesKnown {
 		peers := t.sub(bPeers)
-		err := peers.ForEachBucket(func(k []byte) error {
+		err := peers.ForEachBucket(func(k []byte) error { // in key order
 			if files := peers.Bucket(k).Bucket(bFiles); files != nil {
 				t.remotes = append(t.remotes, remoteFiles{[32]byte(k), files, files.Cursor()})
 			}
@@ -558,7 +579,7 @@ func (t *Tx) Remotes(path string) (map[[32]byte]record.Record, error) {
 		}
 		t.remotesKnown = true
 	}
-	out := make(map[[32]byte]record.Record, len(t.remotes))
+	var out []Remote
 	for _, p := range t.remotes {
 		v := seekExact(p.c, []byte(path))
 		if v == nil {
@@ -568,7 +589,10 @@ func (t *Tx) Remotes(path string) (map[[32]byte]record.Record, error) {
 		if err != nil {
 			return nil, fmt.Errorf("index: decode remote %q: %w", path, err)
 		}
-		out[p.id] = r
+		if out == nil {
+			out = make([]Remote, 0, len(t.remotes))
+		}
+		out = append(out, Remote{p.id, r})
 	}
 	return out, nil
 }

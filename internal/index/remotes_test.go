@@ -1,6 +1,7 @@
 package index
 
 import (
+	"bytes"
 	"testing"
 
 	"tandem/internal/record"
@@ -13,7 +14,7 @@ import (
 func TestRemotesFollowPeerChangesInOneTx(t *testing.T) {
 	db, f := openFolder(t, t.TempDir()+"/index.db")
 	defer db.Close()
-	p1, p2, p3 := [32]byte{1}, [32]byte{2}, [32]byte{3}
+	p0, p1, p2, p3 := [32]byte{0, 9}, [32]byte{1}, [32]byte{2}, [32]byte{3}
 	rec := func(n uint64) record.Record {
 		return record.Record{Path: "a/b", Type: record.File, Size: int64(n), Dot: n}
 	}
@@ -29,6 +30,23 @@ func TestRemotesFollowPeerChangesInOneTx(t *testing.T) {
 		for id, dot := range want {
 			if r, ok := got[id]; !ok || r.Dot != dot {
 				t.Fatalf("%s: peer %x has %+v (present %v), want dot %d", when, id[0], r, ok, dot)
+			}
+		}
+		// RemoteList holds the same, in the order of the peers' IDs (the
+		// planner's order of sources and of concurrent records).
+		list, err := tx.RemoteList("a/b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) != len(want) {
+			t.Fatalf("%s: RemoteList has %d records, want %d", when, len(list), len(want))
+		}
+		for i, r := range list {
+			if dot, ok := want[r.ID]; !ok || r.Record.Dot != dot {
+				t.Fatalf("%s: RemoteList has peer %x with dot %d, want %v (%d)", when, r.ID[0], r.Record.Dot, ok, dot)
+			}
+			if i > 0 && bytes.Compare(list[i-1].ID[:], r.ID[:]) >= 0 {
+				t.Fatalf("%s: RemoteList not in the order of the peers' IDs: %x before %x", when, list[i-1].ID[0], r.ID[0])
 			}
 		}
 		if other, err := tx.Remotes("a/c"); err != nil || len(other) != 0 {
@@ -62,13 +80,17 @@ func TestRemotesFollowPeerChangesInOneTx(t *testing.T) {
 			return err
 		}
 		check(tx, "p2 announces again", map[[32]byte]uint64{p1: 1, p2: 4, p3: 3})
+		if err := tx.PutRemote(p0, rec(5)); err != nil {
+			return err
+		}
+		check(tx, "a peer with a lower ID", map[[32]byte]uint64{p0: 5, p1: 1, p2: 4, p3: 3})
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := f.View(func(tx *Tx) error {
-		check(tx, "a later transaction", map[[32]byte]uint64{p1: 1, p2: 4, p3: 3})
+		check(tx, "a later transaction", map[[32]byte]uint64{p0: 5, p1: 1, p2: 4, p3: 3})
 		return nil
 	}); err != nil {
 		t.Fatal(err)
