@@ -72,12 +72,12 @@ func copyObsolete(tx *index.Tx, cp *record.Record) (bool, error) {
 	} else if ok && cp.CopyReplacedBy(&r) {
 		return true, nil
 	}
-	rm, err := tx.RemoteList(cp.CopyOf)
+	_, rm, err := tx.Remotes(cp.CopyOf)
 	if err != nil {
 		return false, err
 	}
 	for i := range rm {
-		if cp.CopyReplacedBy(&rm[i].Record) {
+		if cp.CopyReplacedBy(&rm[i]) {
 			return true, nil
 		}
 	}

@@ -12,13 +12,9 @@ import (
 // a peer's record that arrived while the path was being applied is never
 // dropped from the work list.
 func clearNeedIfDone(tx *index.Tx, path string, local *record.Record) error {
-	rm, err := tx.RemoteList(path)
+	_, recs, err := tx.Remotes(path)
 	if err != nil {
 		return err
-	}
-	recs := make([]record.Record, len(rm))
-	for i := range rm {
-		recs[i] = rm[i].Record
 	}
 	if _, _, ok := reconcile.Choose(local, recs); ok {
 		return nil
@@ -51,12 +47,12 @@ func clearNeedsIfDone(tx *index.Tx, paths []string) error {
 // one that now wins: a file deleted here after its concurrent edit
 // elsewhere lost to a local write must come back.
 func needIfPeersNew(tx *index.Tx, r *record.Record) (bool, error) {
-	rm, err := tx.RemoteList(r.Path)
+	_, rm, err := tx.Remotes(r.Path)
 	if err != nil {
 		return false, err
 	}
 	for i := range rm {
-		o := &rm[i].Record
+		o := &rm[i]
 		if !r.Version.Dominates(o.Version) || reconcile.Decide(r, o).Action != reconcile.Nothing {
 			return true, tx.SetNeed(r.Path)
 		}

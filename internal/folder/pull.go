@@ -128,13 +128,9 @@ func (f *Folder) plan() (items []item, waiting, absorbed bool, err error) {
 			if err != nil {
 				return err
 			}
-			rm, err := tx.RemoteList(p) // in the order of the peers' IDs
+			peers, recs, err := tx.Remotes(p) // in the order of the peers' IDs
 			if err != nil {
 				return err
-			}
-			recs := make([]record.Record, len(rm))
-			for i := range rm {
-				recs[i] = rm[i].Record
 			}
 			var lp *record.Record
 			if had {
@@ -166,8 +162,8 @@ func (f *Folder) plan() (items []item, waiting, absorbed bool, err error) {
 			it := item{path: p, local: lp, dec: d}
 			// Any connected peer holding the same content can serve it; the
 			// blocks are verified by hash whoever sends them.
-			for i := range rm {
-				if id := identity.ID(rm[i].ID); record.SameContent(&recs[i], &d.Result) && f.opt.Peers != nil && f.opt.Peers.Connected(id) {
+			for i, id := range peers {
+				if record.SameContent(&recs[i], &d.Result) && f.opt.Peers != nil && f.opt.Peers.Connected(id) {
 					it.sources = append(it.sources, id)
 				}
 			}

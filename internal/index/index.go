@@ -541,29 +541,11 @@ func (t *Tx) PutRemote(id [32]byte, r record.Record) error {
 	return p.Bucket(bFiles).Put([]byte(r.Path), v)
 }
 
-// Remotes returns what every peer announced for path, by peer.
-func (t *Tx) Remotes(path string) (map[[32]byte]record.Record, error) {
-	list, err := t.RemoteList(path)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[[32]byte]record.Record, len(list))
-	for _, r := range list {
-		out[r.ID] = r.Record
-	}
-	return out, nil
-}
-
-// Remote is one peer's record of a path.
-type Remote struct {
-	ID     [32]byte
-	Record record.Record
-}
-
-// RemoteList returns what every peer announced for path, in the order of
-// the peers' IDs: Remotes without a map, for the lookups made for every
-// file placed or planned.
-func (t *Tx) RemoteList(path string) ([]Remote, error) {
+// Remotes returns what every peer announced for path, with the peers
+// that announced it, in the order of the peers' IDs (the planner's order
+// of sources and of concurrent records). It is called for every file
+// placed or planned.
+func (t *Tx) Remotes(path string) (peers [][32]byte, recs []record.Record, err error) {
 	t.touch(1)
 	if !t.remotesKnown {
 		peers := t.sub(bPeers)
@@ -575,11 +557,10 @@ func (t *Tx) RemoteList(path string) ([]Remote, error) {
 		})
 		if err != nil {
 			t.remotes = nil
-			return nil, err
+			return nil, nil, err
 		}
 		t.remotesKnown = true
 	}
-	var out []Remote
 	for _, p := range t.remotes {
 		v := seekExact(p.c, []byte(path))
 		if v == nil {
@@ -587,14 +568,11 @@ func (t *Tx) RemoteList(path string) ([]Remote, error) {
 		}
 		r, err := decode(v)
 		if err != nil {
-			return nil, fmt.Errorf("index: decode remote %q: %w", path, err)
+			return nil, nil, fmt.Errorf("index: decode remote %q: %w", path, err)
 		}
-		if out == nil {
-			out = make([]Remote, 0, len(t.remotes))
-		}
-		out = append(out, Remote{p.id, r})
+		peers, recs = append(peers, p.id), append(recs, r)
 	}
-	return out, nil
+	return peers, recs, nil
 }
 
 // RemoteCount returns how many records a peer announced.
