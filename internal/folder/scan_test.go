@@ -1,15 +1,24 @@
 package folder
 
 import (
+	"context"
 	"crypto/sha256"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"tandem/internal/blocks"
+	"tandem/internal/config"
 	"tandem/internal/fsutil"
+	"tandem/internal/identity"
+	"tandem/internal/index"
 	"tandem/internal/record"
+	"tandem/internal/version"
 )
 
 // TestScanRecordsBlockChecks: a file found by the scan is recorded with
@@ -110,5 +119,142 @@ func TestScanBatchCommitsEarly(t *testing.T) {
 	b.first = time.Now().Add(-scanBatchAge)
 	if !b.full() {
 		t.Fatal("not full after scanBatchAge")
+	}
+}
+
+// TestScanPathsInChunks: the watcher's paths are statted and their
+// records read a chunk at a time (scanPaths). Over several chunks, with
+// changed, deleted, re-moded and untouched files, and a new directory
+// whose files come after it in the same list (scanning the directory
+// records them before their own turn, with their records read earlier),
+// every path ends up recorded as it is on disk, each change is recorded
+// once, and an untouched file keeps its version and sequence number.
+func TestScanPathsInChunks(t *testing.T) {
+	const dirs, per = 3, 200
+	content := func(i, gen int) []byte { return []byte(fmt.Sprintf("file %d generation %d", i, gen)) }
+	name := func(i int) string { return fmt.Sprintf("d%d/f%03d", i%dirs, i) }
+	f, root := unwatchedFolder(t, func(root string) {
+		for d := range dirs {
+			must(t, os.Mkdir(filepath.Join(root, fmt.Sprintf("d%d", d)), 0o755))
+		}
+		for i := range dirs * per {
+			must(t, os.WriteFile(filepath.Join(root, name(i)), content(i, 0), 0o644))
+		}
+	})
+	before := map[string]record.Record{}
+	for i := range dirs * per {
+		r, ok, err := f.get(name(i))
+		if err != nil || !ok {
+			t.Fatalf("%s not indexed by the first scan: %v", name(i), err)
+		}
+		before[name(i)] = r
+	}
+	seq0 := f.Status().Sequence
+	var paths []string
+	changes := 0
+	for i := range dirs * per {
+		p := filepath.Join(root, name(i))
+		switch {
+		case i%11 == 0:
+			must(t, os.Remove(p))
+		case i%7 == 0:
+			must(t, os.WriteFile(p, content(i, 1), 0o644))
+		case i%13 == 0:
+			must(t, os.Chmod(p, 0o600))
+		default:
+			changes-- // untouched
+		}
+		changes++
+		paths = append(paths, name(i), name(i)) // twice: the watcher's lists may repeat
+	}
+	must(t, os.Mkdir(filepath.Join(root, "n"), 0o755))
+	paths = append(paths, "n")
+	for i := range 300 {
+		must(t, os.WriteFile(filepath.Join(root, fmt.Sprintf("n/g%03d", i)), content(1000+i, 0), 0o644))
+		paths = append(paths, fmt.Sprintf("n/g%03d", i))
+	}
+	changes += 301
+	rand.New(rand.NewPCG(1, 2)).Shuffle(len(paths), func(i, j int) { paths[i], paths[j] = paths[j], paths[i] })
+	if len(paths) < 3*scanChunk {
+		t.Fatalf("only %d paths: not several chunks", len(paths))
+	}
+	if err := f.scanPaths(context.Background(), paths); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Status().Sequence - seq0; got != uint64(changes) {
+		t.Errorf("%d changes recorded, %d made", got, changes)
+	}
+	check := func(rel string, data []byte, mode uint32) record.Record {
+		t.Helper()
+		r, ok, err := f.get(rel)
+		if err != nil || !ok || r.Deleted {
+			t.Fatalf("%s: recorded %v (deleted %v, err %v), want a file", rel, ok, r.Deleted, err)
+		}
+		if len(r.Blocks) != 1 || r.Blocks[0].Hash != sha256.Sum256(data) || r.Mode != mode {
+			t.Fatalf("%s: recorded mode %o blocks %d, want mode %o and the content %q", rel, r.Mode, len(r.Blocks), mode, data)
+		}
+		return r
+	}
+	for i := range dirs * per {
+		p, old := name(i), before[name(i)]
+		switch {
+		case i%11 == 0:
+			r, ok, err := f.get(p)
+			if err != nil || !ok || !r.Deleted {
+				t.Fatalf("%s deleted on disk, recorded %v deleted %v (err %v)", p, ok, r.Deleted, err)
+			}
+		case i%7 == 0:
+			if r := check(p, content(i, 1), 0o644); r.Version.Compare(old.Version) == version.Equal {
+				t.Fatalf("%s: new content recorded without a new version", p)
+			}
+		case i%13 == 0:
+			if r := check(p, content(i, 0), 0o600); r.Version.Compare(old.Version) == version.Equal {
+				t.Fatalf("%s: new mode recorded without a new version", p)
+			}
+		default:
+			if r := check(p, content(i, 0), 0o644); r.Version.Compare(old.Version) != version.Equal || r.Seq != old.Seq {
+				t.Fatalf("%s untouched, but recorded anew: version %v seq %d, was %v seq %d", p, r.Version, r.Seq, old.Version, old.Seq)
+			}
+		}
+	}
+	for i := range 300 {
+		check(fmt.Sprintf("n/g%03d", i), content(1000+i, 0), 0o644)
+	}
+}
+
+// unwatchedFolder returns a folder that is not running (no watcher, no
+// puller: only what the test calls happens), on a root holding what
+// write put there, indexed by a full scan.
+func unwatchedFolder(t testing.TB, write func(root string)) (*Folder, string) {
+	t.Helper()
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	must(t, os.Mkdir(root, 0o755))
+	write(root)
+	db, err := index.Open(filepath.Join(dir, "index.db"))
+	must(t, err)
+	t.Cleanup(func() { db.Close() })
+	fi, err := db.Folder("f")
+	must(t, err)
+	f := New(Options{
+		Config: config.Folder{ID: "f", Path: root, Rescan: time.Hour},
+		Me:     identity.ID{1, 2, 3},
+		Index:  fi,
+		Peers:  newFakePeers(),
+		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	must(t, f.checkRoot())
+	f.root, err = fsutil.Open(root)
+	must(t, err)
+	t.Cleanup(func() { f.root.Close() })
+	must(t, f.fullScan(context.Background()))
+	return f, root
+}
+
+// must fails the test on a non-nil error.
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }
