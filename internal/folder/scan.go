@@ -77,6 +77,9 @@ func (f *Folder) scanPaths(ctx context.Context, paths []string) error {
 				chunk = append(chunk, s)
 			}
 		}
+		if len(chunk) == 0 {
+			continue // all gone, refused or not ours to record
+		}
 		if err := f.idx.View(func(tx *index.Tx) error {
 			for k := range chunk {
 				var err error
