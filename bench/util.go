@@ -206,8 +206,10 @@ func quiesceFresh(t *tb, warm ...string) {
 var dropWarned bool
 
 // progress prints, every 100 ms until the case ends, each running node's
-// indexed and needed counts and what its folder has hashed, fetched and
-// applied, to see which side of a transfer is the bottleneck.
+// indexed and needed counts, its index's sequence number (how many local
+// changes it recorded: more than its files where versions were recorded
+// twice) and what its folder has hashed, fetched and applied, to see
+// which side of a transfer is the bottleneck.
 func progress(t *tb, c *cluster.Cluster, label string) {
 	stop := make(chan struct{})
 	done := make(chan struct{})
@@ -240,7 +242,7 @@ func progress(t *tb, c *cluster.Cluster, label string) {
 					continue
 				}
 				f := st.Folders[0]
-				line += fmt.Sprintf("  %s: files %d needed %d hashed %d fetched %s applied %d", nd.Name, f.Files, f.Needed, f.Stats.FilesHashed, mib(int64(f.Stats.BytesFetched)), f.Stats.FilesApplied)
+				line += fmt.Sprintf("  %s: files %d seq %d needed %d hashed %d fetched %s applied %d", nd.Name, f.Files, f.Sequence, f.Needed, f.Stats.FilesHashed, mib(int64(f.Stats.BytesFetched)), f.Stats.FilesApplied)
 			}
 			if running == 0 && ran {
 				return // the cluster was stopped (stopCluster)
