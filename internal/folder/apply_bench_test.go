@@ -181,18 +181,7 @@ func BenchmarkScanNewFiles(b *testing.B) {
 	m := newCPUMeter(b)
 	for i := range b.N {
 		write := func(_ *index.Folder, root string) {
-			r := rand.New(rand.NewPCG(uint64(i), 2))
-			buf := make([]byte, 16<<10)
-			for d := range dirs {
-				if err := os.Mkdir(filepath.Join(root, fmt.Sprintf("d%03d", d)), 0o755); err != nil {
-					b.Fatal(err)
-				}
-			}
-			for k := range n {
-				if err := os.WriteFile(filepath.Join(root, fmt.Sprintf("d%03d/f%05d", k%dirs, k)), smallContent(r, buf), 0o644); err != nil {
-					b.Fatal(err)
-				}
-			}
+			writeSmallFiles(b, root, n, dirs, uint64(i))
 			m.start()
 		}
 		f, _ := startFolderHooked(b, newFakePeers(), config.Folder{}, write, nil)
@@ -210,19 +199,8 @@ func BenchmarkScanNewFiles(b *testing.B) {
 // per path.
 func BenchmarkScanUnchangedPaths(b *testing.B) {
 	const n, dirs = 10000, 100
-	paths := make([]string, 0, n)
-	f, _ := unwatchedFolder(b, func(root string) {
-		r := rand.New(rand.NewPCG(1, 2))
-		buf := make([]byte, 16<<10)
-		for d := range dirs {
-			must(b, os.Mkdir(filepath.Join(root, fmt.Sprintf("d%03d", d)), 0o755))
-		}
-		for k := range n {
-			p := fmt.Sprintf("d%03d/f%05d", k%dirs, k)
-			must(b, os.WriteFile(filepath.Join(root, p), smallContent(r, buf), 0o644))
-			paths = append(paths, p)
-		}
-	})
+	var paths []string
+	f, _ := unwatchedFolder(b, func(root string) { paths = writeSmallFiles(b, root, n, dirs, 1) })
 	st := f.Status()
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -237,4 +215,21 @@ func BenchmarkScanUnchangedPaths(b *testing.B) {
 	if now := f.Status(); now.Sequence != st.Sequence || now.Stats.FilesHashed != st.Stats.FilesHashed {
 		b.Fatalf("unchanged files recorded or hashed again: sequence %d → %d, files hashed %d → %d", st.Sequence, now.Sequence, st.Stats.FilesHashed, now.Stats.FilesHashed)
 	}
+}
+
+// writeSmallFiles writes n files of 1-16 KiB (smallContent, from seed)
+// into dirs new directories of root and returns their paths.
+func writeSmallFiles(tb testing.TB, root string, n, dirs int, seed uint64) []string {
+	r := rand.New(rand.NewPCG(seed, 2))
+	buf := make([]byte, 16<<10)
+	for d := range dirs {
+		must(tb, os.Mkdir(filepath.Join(root, fmt.Sprintf("d%03d", d)), 0o755))
+	}
+	paths := make([]string, 0, n)
+	for k := range n {
+		p := fmt.Sprintf("d%03d/f%05d", k%dirs, k)
+		must(tb, os.WriteFile(filepath.Join(root, p), smallContent(r, buf), 0o644))
+		paths = append(paths, p)
+	}
+	return paths
 }

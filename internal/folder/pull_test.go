@@ -135,6 +135,19 @@ func startFolderWith(t testing.TB, peers Peers, cfg config.Folder) (*Folder, str
 // changed, if not nil, as Options.Changed.
 func startFolderHooked(t testing.TB, peers Peers, cfg config.Folder, before func(*index.Folder, string), changed func()) (*Folder, string) {
 	t.Helper()
+	f, root := newTestFolder(t, peers, cfg, before, changed)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return f, root
+}
+
+// newTestFolder makes a folder "f" on a new root, with a new index,
+// without running it. before, if not nil, is called with the index and
+// the root first; changed, if not nil, is Options.Changed.
+func newTestFolder(t testing.TB, peers Peers, cfg config.Folder, before func(*index.Folder, string), changed func()) (*Folder, string) {
+	t.Helper()
 	dir := t.TempDir()
 	root := filepath.Join(dir, "root")
 	if err := os.Mkdir(root, 0o755); err != nil {
@@ -160,10 +173,6 @@ func startFolderHooked(t testing.TB, peers Peers, cfg config.Folder, before func
 		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Changed: changed,
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { f.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
 	return f, root
 }
 

@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -15,7 +13,6 @@ import (
 	"tandem/internal/blocks"
 	"tandem/internal/config"
 	"tandem/internal/fsutil"
-	"tandem/internal/identity"
 	"tandem/internal/index"
 	"tandem/internal/record"
 	"tandem/internal/version"
@@ -227,23 +224,9 @@ func TestScanPathsInChunks(t *testing.T) {
 // write put there, indexed by a full scan.
 func unwatchedFolder(t testing.TB, write func(root string)) (*Folder, string) {
 	t.Helper()
-	dir := t.TempDir()
-	root := filepath.Join(dir, "root")
-	must(t, os.Mkdir(root, 0o755))
-	write(root)
-	db, err := index.Open(filepath.Join(dir, "index.db"))
-	must(t, err)
-	t.Cleanup(func() { db.Close() })
-	fi, err := db.Folder("f")
-	must(t, err)
-	f := New(Options{
-		Config: config.Folder{ID: "f", Path: root, Rescan: time.Hour},
-		Me:     identity.ID{1, 2, 3},
-		Index:  fi,
-		Peers:  newFakePeers(),
-		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	f, root := newTestFolder(t, newFakePeers(), config.Folder{}, func(_ *index.Folder, root string) { write(root) }, nil)
 	must(t, f.checkRoot())
+	var err error
 	f.root, err = fsutil.Open(root)
 	must(t, err)
 	t.Cleanup(func() { f.root.Close() })
